@@ -1,0 +1,61 @@
+"""Alembic environment: the URL and engine come from the settings, never from alembic.ini.
+
+SQLite cannot ALTER most things, so migrations run in batch mode (copy, drop, rename).
+Dropping a table that others reference would, with ``foreign_keys=ON``, cascade-delete
+their rows: foreign keys are switched off for the migration (it must be done outside a
+transaction) and checked with ``PRAGMA foreign_key_check`` before the commit.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from alembic import context
+from core.settings import Settings, load_settings
+from db.engine import create_db_engine
+from db.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _settings() -> Settings:
+    settings = config.attributes.get("settings")
+    return settings if isinstance(settings, Settings) else load_settings()
+
+
+def _configure(connection: Connection | None = None, **kwargs: object) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def run_migrations_offline() -> None:
+    _configure(url="sqlite://", literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_db_engine(_settings())
+    try:
+        with engine.connect() as connection:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            _configure(connection)
+            with context.begin_transaction():
+                context.run_migrations()
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

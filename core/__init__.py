@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every room uses: settings, the error tree, logging."""

@@ -1,0 +1,1 @@
+"""The libSQL data layer: engine, models, repositories and write transactions."""

@@ -1,0 +1,6 @@
+"""Repositories: one per aggregate. They take a session and never commit."""
+
+from db.repositories.evaluations import EvaluationRepository
+from db.repositories.prompts import PromptRepository
+
+__all__ = ["EvaluationRepository", "PromptRepository"]

@@ -1,0 +1,1 @@
+"""Domain entities and value objects, independent of the ORM."""
