@@ -3,7 +3,7 @@
 SQLite cannot ALTER most things, so migrations run in batch mode (copy, drop, rename).
 Dropping a table that others reference would, with ``foreign_keys=ON``, cascade-delete
 their rows: foreign keys are switched off for the migration (it must be done outside a
-transaction) and checked with ``PRAGMA foreign_key_check`` before the commit.
+transaction) and checked with ``PRAGMA foreign_key_check`` before the one commit.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def _configure(connection: Connection | None = None, **kwargs: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        # SQLite's DDL is transactional: run the whole upgrade in one transaction, so a
+        # failed step (or the foreign-key check below) leaves the database untouched.
+        transactional_ddl=True,
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import libsql
@@ -31,14 +32,18 @@ slow_log = logging.getLogger("autoforge.db.slow")
 def create_db_engine(settings: Settings) -> Engine:
     """A new engine for ``settings.database``. Call it after fork, never at import."""
     target = settings.database
+    pragmas = _pragmas(settings)
     if target.is_local:
         assert target.path is not None
         path = str(target.path)
         target.path.parent.mkdir(parents=True, exist_ok=True)
 
         def connect() -> Any:
-            return libsql.connect(
-                path, isolation_level=None, timeout=settings.db_busy_timeout_ms / 1000
+            return _checked(
+                lambda: libsql.connect(
+                    path, isolation_level=None, timeout=settings.db_busy_timeout_ms / 1000
+                ),
+                pragmas,
             )
 
         engine = create_engine(
@@ -55,8 +60,14 @@ def create_db_engine(settings: Settings) -> Engine:
         token = target.auth_token.get_secret_value() if target.auth_token else ""
 
         def connect() -> Any:
-            return libsql.connect(
-                url, isolation_level=None, auth_token=token, timeout=settings.db_connect_timeout_s
+            return _checked(
+                lambda: libsql.connect(
+                    url,
+                    isolation_level=None,
+                    auth_token=token,
+                    timeout=settings.db_connect_timeout_s,
+                ),
+                pragmas,
             )
 
         # The seed's edge settings (section 1.1): a small pool, checked and recycled.
@@ -74,22 +85,40 @@ def create_db_engine(settings: Settings) -> Engine:
     return engine
 
 
-def _install_hooks(engine: Engine, settings: Settings) -> None:
-    local = settings.database.is_local
+def _pragmas(settings: Settings) -> list[str]:
+    """What every connection runs first. A remote server manages its own journal."""
+    if not settings.database.is_local:
+        return ["PRAGMA foreign_keys=ON"]
+    return [
+        f"PRAGMA busy_timeout={settings.db_busy_timeout_ms:d}",
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={settings.db_synchronous}",
+        "PRAGMA foreign_keys=ON",
+    ]
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        pragmas = ["PRAGMA foreign_keys=ON"]
-        if local:
-            pragmas = [
-                "PRAGMA journal_mode=WAL",
-                f"PRAGMA busy_timeout={settings.db_busy_timeout_ms:d}",
-                f"PRAGMA synchronous={settings.db_synchronous}",
-                *pragmas,
-            ]
+
+def _checked(open_connection: Callable[[], Any], pragmas: list[str]) -> Any:
+    """Open a connection and run its PRAGMAs, classifying a failure like any driver error.
+
+    SQLAlchemy's ``handle_error`` hook does not see errors raised while a new connection
+    is being set up (the SDK raises ``ValueError``, not ``libsql.Error``), and the SDK only
+    reaches a remote server on the first statement: so a busy file here becomes
+    :class:`DatabaseBusy` (which write transactions retry) and a dead server
+    :class:`DatabaseUnavailable`.
+    """
+    try:
+        connection = open_connection()
         for pragma in pragmas:
-            dbapi_connection.execute(pragma)
+            connection.execute(pragma).fetchall()  # the SDK steps a statement lazily
+    except Exception as exc:
+        typed = classify(exc)
+        if typed is None:
+            raise
+        raise typed from exc
+    return connection
 
+
+def _install_hooks(engine: Engine, settings: Settings) -> None:
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(BEGIN_MODE_OPTION, "DEFERRED")

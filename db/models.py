@@ -65,7 +65,7 @@ class PromptTemplateModel(TimestampMixin, Base):
     description: Mapped[str | None] = mapped_column(Text(), comment="テンプレート説明")
     content: Mapped[str] = mapped_column(Text(), nullable=False, comment="テンプレート本文")
     variables: Mapped[list[str] | None] = mapped_column(
-        JSON(), comment="テンプレート変数（JSON配列）"
+        JSON(none_as_null=True), comment="テンプレート変数（JSON配列）"
     )
     category: Mapped[str | None] = mapped_column(String(100), comment="カテゴリ")
 
@@ -87,10 +87,10 @@ class PromptModel(TimestampMixin, Base):
         String(50), nullable=False, default="draft", comment="ステータス（draft/active/archived）"
     )
     tags: Mapped[dict[str, Any] | None] = mapped_column(
-        JSON(), comment="タグ（JSON形式: PromptTagsSchema準拠）"
+        JSON(none_as_null=True), comment="タグ（JSON形式: PromptTagsSchema準拠）"
     )
     meta_data: Mapped[dict[str, Any] | None] = mapped_column(
-        JSON(), comment="メタデータ（JSON形式: PromptMetadataSchema準拠）"
+        JSON(none_as_null=True), comment="メタデータ（JSON形式: PromptMetadataSchema準拠）"
     )
     version: Mapped[int] = mapped_column(
         Integer(), nullable=False, default=1, comment="バージョン番号"
@@ -147,7 +147,7 @@ class EvaluationModel(TimestampMixin, Base):
     model: Mapped[str] = mapped_column(String(100), nullable=False, comment="LLMモデル名")
     overall_score: Mapped[float | None] = mapped_column(Float(), comment="総合スコア（0.0-1.0）")
     metrics: Mapped[dict[str, Any] | None] = mapped_column(
-        JSON(), comment="評価メトリクス（JSON形式: EvaluationMetricsSchema準拠）"
+        JSON(none_as_null=True), comment="評価メトリクス（JSON形式: EvaluationMetricsSchema準拠）"
     )
     error_message: Mapped[str | None] = mapped_column(Text(), comment="エラーメッセージ")
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), comment="評価開始日時")
@@ -177,12 +177,16 @@ class TestResultModel(Base):
     test_case_name: Mapped[str] = mapped_column(
         String(255), nullable=False, comment="テストケース名"
     )
-    input_data: Mapped[dict[str, Any] | None] = mapped_column(JSON(), comment="入力データ（JSON）")
+    input_data: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), comment="入力データ（JSON）"
+    )
     expected_output: Mapped[str | None] = mapped_column(Text(), comment="期待出力")
     actual_output: Mapped[str | None] = mapped_column(Text(), comment="実際の出力")
     score: Mapped[float] = mapped_column(Float(), nullable=False, comment="スコア（0.0-1.0）")
     passed: Mapped[int] = mapped_column(Integer(), nullable=False, comment="合格フラグ（0/1）")
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON(), comment="詳細（JSON）")
+    details: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), comment="詳細（JSON）"
+    )
     execution_time_ms: Mapped[int | None] = mapped_column(Integer(), comment="実行時間（ミリ秒）")
     tokens_used: Mapped[int | None] = mapped_column(Integer(), comment="使用トークン数")
     created_at: Mapped[datetime] = mapped_column(

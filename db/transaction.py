@@ -21,7 +21,7 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -52,7 +52,7 @@ def write_transaction(db: Database, work: Callable[[Session], T]) -> T:
     retrying = Retrying(
         retry=retry_if_exception_type(DatabaseBusy),
         stop=stop_after_attempt(settings.db_write_max_attempts)
-        | stop_after_delay(settings.db_write_max_seconds),
+        | stop_before_delay(settings.db_write_max_seconds),
         wait=wait_random_exponential(
             multiplier=settings.db_write_backoff_initial_s, max=settings.db_write_backoff_max_s
         ),

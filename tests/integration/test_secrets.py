@@ -1,0 +1,138 @@
+"""Secrets never reach output: logs, reprs, exception messages, SQLAlchemy echo, the CLI.
+
+A real local HTTP server stands in for a libSQL server: it records what the SDK sends
+and answers with an error, so every code path that reports a failure is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.errors import AutoforgeError
+from core.logging import configure_logging
+from core.settings import load_settings
+from db.database import Database
+from db.errors import DatabaseUnavailable, QueryError
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "tok-41d8-SECRET-must-never-print"
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Iterator[str]:
+    """URL of a refusing HTTP server in another process; requests go to ``seen``."""
+    log = tmp_path / "requests.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "support" / "refusing_http_server.py"),
+            str(log),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    port = int(process.stdout.readline())
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+    process.stdout.close()
+
+
+def _seen(tmp_path: Path) -> list[dict[str, str]]:
+    log = tmp_path / "requests.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _remote_env(url: str) -> dict[str, str]:
+    return {
+        "APP_ENV": "production",
+        "TURSO_DATABASE_URL": url,
+        "TURSO_AUTH_TOKEN": TOKEN,
+        "LOG_LEVEL": "DEBUG",
+        "DB_ECHO": "true",
+    }
+
+
+def test_token_goes_in_the_header_and_errors_do_not_quote_it(
+    fake_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for key, value in _remote_env(fake_server).items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(_env_file=None)
+    configure_logging(settings)
+    caplog.set_level(logging.DEBUG)
+    db = Database(settings)
+    with pytest.raises(AutoforgeError) as caught, db.read_session() as session:
+        session.connection().exec_driver_sql("SELECT 1")
+    assert isinstance(caught.value, DatabaseUnavailable | QueryError)
+    seen = _seen(tmp_path)
+    assert seen, "the SDK never reached the server"
+    for request in seen:
+        assert TOKEN not in request["path"]
+        assert request["authorization"] == f"Bearer {TOKEN}"
+    for text in (str(caught.value), repr(caught.value), repr(db), repr(settings), caplog.text):
+        assert TOKEN not in text
+    db.dispose()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["config", "show"],
+        ["config", "show", "--json"],
+        ["db", "current"],
+        ["db", "upgrade"],
+        ["db", "explain", "SELECT 1"],
+        ["up"],
+    ],
+)
+def test_cli_never_prints_the_token(fake_server: str, tmp_path: Path, command: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TURSO_", "DATABASE_"))}
+    env.update(_remote_env(fake_server))
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert TOKEN not in output
+    if command[0] == "config":
+        assert result.returncode == 0, output
+        assert "***" in output
+    else:
+        # The server refuses: a clear one-line error, no traceback.
+        assert result.returncode == 1, output
+        assert "error: DatabaseUnavailable" in output or "error: QueryError" in output
+        assert "Traceback" not in output
+
+
+def test_redacting_formatter_scrubs_third_party_messages(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APP_ENV", "staging")
+    monkeypatch.setenv("TURSO_STAGING_DATABASE_URL", "libsql://stg.example.io")
+    monkeypatch.setenv("TURSO_STAGING_AUTH_TOKEN", TOKEN)
+    configure_logging(load_settings(_env_file=None))
+    logging.getLogger("some.library").error("connecting to wss://stg.example.io?token=%s", TOKEN)
+    err = capsys.readouterr().err
+    assert "connecting to wss://stg.example.io?token=***" in err
+    assert TOKEN not in err
