@@ -86,10 +86,18 @@ def _redacted(raw: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
 
-def parse_database_url(raw: str, *, variable: str, base_dir: Path) -> DatabaseTarget:
+def parse_database_url(
+    raw: str,
+    *,
+    variable: str,
+    base_dir: Path,
+    plaintext_hosts: frozenset[str] = frozenset(),
+) -> DatabaseTarget:
     """Turn ``raw`` (the value of environment variable ``variable``) into a target.
 
-    Relative file paths are resolved against ``base_dir``.
+    Relative file paths are resolved against ``base_dir``. ``http://`` is accepted for
+    loopback hosts and for the host names listed in ``plaintext_hosts`` (an explicit
+    opt-in, e.g. ``sqld`` on a private container network).
     """
     value = raw.strip()
     if not value:
@@ -128,10 +136,11 @@ def parse_database_url(raw: str, *, variable: str, base_dir: Path) -> DatabaseTa
         raise DatabaseURLError(
             f"{variable} has no host ({_redacted(value)}); expected {ACCEPTED_FORMS}"
         )
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not (_is_loopback(host) or host in plaintext_hosts):
         raise DatabaseURLError(
             f"{variable} uses plain http:// to a non-loopback host {host!r}; use https:// or "
-            f"libsql:// (tokens must not cross the network unencrypted)"
+            "libsql:// (tokens must not cross the network unencrypted), or list the host in "
+            "DATABASE_PLAINTEXT_HOSTS if it is on a private network"
         )
     netloc = f"[{host}]" if ":" in host else host
     if parts.port:

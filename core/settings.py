@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     turso_database_url: str | None = Field(None, repr=False)
     turso_auth_token: SecretStr | None = Field(None, repr=False)
 
+    database_plaintext_hosts: str = Field(
+        "", description="Comma-separated host names allowed over plain http:// (not loopback)."
+    )
+
     db_busy_timeout_ms: int = Field(5000, ge=0, le=600_000)
     db_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     db_slow_query_ms: float = Field(250.0, ge=0)
@@ -85,12 +89,17 @@ class Settings(BaseSettings):
     def database(self) -> DatabaseTarget:
         """The database this process talks to."""
         base = Path.cwd()
+        plaintext = frozenset(
+            host.strip() for host in self.database_plaintext_hosts.split(",") if host.strip()
+        )
         if self.app_env == "local":
             if self.database_url is None:
                 return DatabaseTarget(
                     kind="local", path=(base / self.data_dir / "autoforge.db").resolve()
                 )
-            return parse_database_url(self.database_url, variable="DATABASE_URL", base_dir=base)
+            return parse_database_url(
+                self.database_url, variable="DATABASE_URL", base_dir=base, plaintext_hosts=plaintext
+            )
 
         url_var, token_var = _REMOTE_VARIABLES[self.app_env]
         url = getattr(self, url_var.lower())
@@ -105,7 +114,9 @@ class Settings(BaseSettings):
                 f"APP_ENV={self.app_env} requires {' and '.join(missing)}; refusing to fall back "
                 "to a local file"
             )
-        target = parse_database_url(url, variable=url_var, base_dir=base)
+        target = parse_database_url(
+            url, variable=url_var, base_dir=base, plaintext_hosts=plaintext
+        )
         if target.is_local:
             raise ValueError(
                 f"{url_var} names a local file but APP_ENV={self.app_env} needs a libSQL server "

@@ -173,6 +173,18 @@ def test_accepted_url_forms(tmp_path: Path, raw: str, kind: str, where: str) -> 
         assert target.url == expected
 
 
+def test_plain_http_to_a_listed_private_host_is_an_explicit_opt_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TURSO_DATABASE_URL", "http://sqld:8080")
+    monkeypatch.setenv("TURSO_AUTH_TOKEN", TOKEN)
+    with pytest.raises(ConfigurationError, match="DATABASE_PLAINTEXT_HOSTS"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("DATABASE_PLAINTEXT_HOSTS", "redis, sqld")
+    assert load_settings(_env_file=None).database.url == "http://sqld:8080"
+
+
 def test_token_in_url_query_becomes_a_secret(tmp_path: Path) -> None:
     target = parse_database_url(
         f"libsql://db-org.turso.io?authToken={TOKEN}", variable="DATABASE_URL", base_dir=tmp_path

@@ -1,0 +1,1 @@
+"""The thin HTTP enqueue API (FastAPI). Built by the job-pipeline issue."""

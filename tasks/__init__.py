@@ -1,0 +1,1 @@
+"""Job kinds: one package each (evaluation, embedding, backup, replica), thin Celery tasks."""
