@@ -1,1 +1,1 @@
-"""Celery runtime: app factory, queues, beat schedule, process hooks. Built by the job-pipeline issue."""
+"""Celery runtime: app factory, queues, beat schedule, process hooks (the pipeline issue)."""
