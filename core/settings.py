@@ -114,9 +114,7 @@ class Settings(BaseSettings):
                 f"APP_ENV={self.app_env} requires {' and '.join(missing)}; refusing to fall back "
                 "to a local file"
             )
-        target = parse_database_url(
-            url, variable=url_var, base_dir=base, plaintext_hosts=plaintext
-        )
+        target = parse_database_url(url, variable=url_var, base_dir=base, plaintext_hosts=plaintext)
         if target.is_local:
             raise ValueError(
                 f"{url_var} names a local file but APP_ENV={self.app_env} needs a libSQL server "
