@@ -26,6 +26,11 @@ class AutoforgeError(Exception):
 class TransientError(AutoforgeError):
     """A temporary failure; the same operation may succeed if retried later."""
 
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        #: Seconds the peer asked us to wait (e.g. an HTTP ``Retry-After``), if any.
+        self.retry_after = retry_after
+
 
 class PermanentError(AutoforgeError):
     """A failure that retrying cannot fix."""

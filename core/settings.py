@@ -9,17 +9,36 @@ a start-up error naming the variable (unlike the reviewed code, seed section 1.1
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from core.database_url import DatabaseTarget, parse_database_url
 from core.errors import ConfigurationError
 
 AppEnv = Literal["local", "staging", "production"]
+
+JOB_KINDS = ("canary", "evaluation", "embedding", "backup", "replica-sync")
+DEFAULT_TIME_LIMITS_S = {
+    "canary": 120,
+    "evaluation": 1800,
+    "embedding": 1800,
+    "backup": 3600,
+    "replica-sync": 600,
+}
+# The canary fails on purpose up to 10 times, then succeeds.
+DEFAULT_MAX_ATTEMPTS = {
+    "canary": 11,
+    "evaluation": 5,
+    "embedding": 5,
+    "backup": 3,
+    "replica-sync": 5,
+}
 
 # Which variables name the database (and its token) in each environment.
 _REMOTE_VARIABLES: dict[str, tuple[str, str]] = {
@@ -68,6 +87,40 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- the job pipeline -------------------------------------------------------------
+    # May carry a password: kept out of repr; see ``redis_display()``.
+    redis_url: SecretStr | None = Field(None, repr=False, description="required outside local")
+    embedded_redis_port: int = Field(6399, ge=1, le=65535)
+    bind_host: str = Field("127.0.0.1", description="Address the API and Flower listen on.")
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI finds the API.")
+    autoforge_api_keys: SecretStr | None = Field(None, repr=False)
+    autoforge_api_key: SecretStr | None = Field(None, repr=False, description="the CLI's key")
+    api_max_body_bytes: int = Field(1_048_576, ge=1024)
+    flower_port: int = Field(5555, ge=1, le=65535)
+    flower_basic_auth: SecretStr | None = Field(None, repr=False, description="user:password")
+    worker_concurrency: int = Field(2, ge=1, le=64)
+
+    celery_visibility_timeout_s: int = Field(3900, ge=10)
+    celery_unacked_restore_interval_s: int = Field(5, ge=1)
+    job_lease_s: float = Field(60.0, gt=0, description="A running job's lease; renewed at 1/3.")
+    outbox_republish_after_s: float = Field(300.0, gt=0)
+    sweeper_interval_s: float = Field(30.0, gt=0)
+    job_retry_backoff_s: float = Field(2.0, gt=0)
+    job_retry_backoff_max_s: float = Field(300.0, gt=0)
+    job_time_limits_s: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_TIME_LIMITS_S),
+        description="Hard time limit per job kind (JSON); the soft limit is 90% of it.",
+    )
+    job_max_attempts: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS),
+        description="Attempts per job kind before it ends failed (JSON).",
+    )
+    ledger_retention_days: float = Field(30.0, gt=0)
+    prune_cron: str = "17 4 * * *"
+    backup_cron: str = "0 3 * * *"
+    replica_sync_cron: str = "*/5 * * * *"
+
     @model_validator(mode="before")
     @classmethod
     def _upper_case_choices(cls, data: Any) -> Any:
@@ -84,6 +137,56 @@ class Settings(BaseSettings):
         # Resolving the target validates the URL forms and the required variables.
         _ = self.database
         return self
+
+    @model_validator(mode="after")
+    def _check_pipeline(self) -> Settings:
+        for name in ("job_time_limits_s", "job_max_attempts"):
+            table: dict[str, int] = getattr(self, name)
+            unknown = sorted(set(table) - set(JOB_KINDS))
+            if unknown:
+                raise ValueError(
+                    f"{name.upper()} names unknown job kinds {unknown}; known: {list(JOB_KINDS)}"
+                )
+            if any(value < 1 for value in table.values()):
+                raise ValueError(f"{name.upper()} values must be at least 1")
+        longest = max(self.time_limit_s(kind) for kind in JOB_KINDS)
+        longest_wait = max(longest, self.job_retry_backoff_max_s)
+        if self.celery_visibility_timeout_s <= longest_wait:
+            # Redis redelivers an unacknowledged task after this long: a shorter timeout
+            # would run a still-running (or delayed) task twice.
+            raise ValueError(
+                f"CELERY_VISIBILITY_TIMEOUT_S ({self.celery_visibility_timeout_s}) must exceed "
+                f"the longest job time limit and retry delay ({longest_wait:g} s)"
+            )
+        if self.app_env != "local" and (
+            self.redis_url is None or not self.redis_url.get_secret_value()
+        ):
+            raise ValueError(f"APP_ENV={self.app_env} requires REDIS_URL")
+        return self
+
+    def time_limit_s(self, kind: str) -> int:
+        """The hard time limit of a job kind."""
+        return self.job_time_limits_s.get(kind, DEFAULT_TIME_LIMITS_S[kind])
+
+    def max_attempts(self, kind: str) -> int:
+        return self.job_max_attempts.get(kind, DEFAULT_MAX_ATTEMPTS[kind])
+
+    def api_keys(self) -> list[str]:
+        """The accepted API keys (``AUTOFORGE_API_KEYS``, comma-separated)."""
+        raw = self.autoforge_api_keys.get_secret_value() if self.autoforge_api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+    def redis_display(self) -> str:
+        """The Redis URL without its password, safe to print."""
+        if self.redis_url is None:
+            return f"embedded (port {self.embedded_redis_port})"
+        parts = urlsplit(self.redis_url.get_secret_value())
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        if parts.password:
+            netloc = f"{parts.username or ''}:***@{netloc}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     @cached_property
     def database(self) -> DatabaseTarget:
@@ -126,9 +229,19 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value configured, so log output can be scrubbed of them."""
         values: list[str] = []
-        for item in (self.turso_auth_token, self.turso_staging_auth_token):
+        for item in (
+            self.turso_auth_token,
+            self.turso_staging_auth_token,
+            self.autoforge_api_key,
+            self.flower_basic_auth,
+        ):
             if item is not None and item.get_secret_value():
                 values.append(item.get_secret_value())
+        values.extend(self.api_keys())
+        if self.redis_url is not None:
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            if password:
+                values.append(password)
         token = self.database.auth_token
         if token is not None and token.get_secret_value():
             values.append(token.get_secret_value())
@@ -150,3 +263,8 @@ def load_settings(**overrides: Any) -> Settings:
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"{variable}: {message}" if variable else message)
         raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    except SettingsError as exc:
+        # A JSON-valued variable that is not JSON; the message names the field, not the value.
+        match = re.search(r'field "(\w+)"', str(exc))
+        variable = match.group(1).upper() if match else "a JSON-valued variable"
+        raise ConfigurationError(f"invalid settings:\n  {variable}: not valid JSON") from None

@@ -38,6 +38,7 @@ NAMING_CONVENTION = {
 
 PROMPT_STATUSES = ("draft", "active", "archived")
 EVALUATION_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -199,4 +200,78 @@ class TestResultModel(Base):
         # Also serves lookups by evaluation_id (its leading column): no separate index.
         UniqueConstraint("evaluation_id", "test_case_name"),
         Index("idx_test_results_score", "score"),
+    )
+
+
+class JobModel(Base):
+    """The job ledger: the durable truth about every accepted job (the outbox, too)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, comment="ジョブID（UUID）")
+    kind: Mapped[str] = mapped_column(String(32), nullable=False, comment="ジョブ種別")
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="queued", comment="ジョブステータス"
+    )
+    arguments: Mapped[dict[str, Any]] = mapped_column(
+        JSON(none_as_null=True), nullable=False, comment="引数（JSON）"
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(
+        String(255), unique=True, comment="冪等キー"
+    )
+    request_hash: Mapped[str | None] = mapped_column(String(64), comment="リクエスト指紋")
+    attempts: Mapped[int] = mapped_column(Integer(), nullable=False, default=0, comment="試行回数")
+    max_attempts: Mapped[int] = mapped_column(Integer(), nullable=False, comment="最大試行回数")
+    progress: Mapped[float] = mapped_column(Float(), nullable=False, default=0.0, comment="進捗")
+    result: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), comment="結果（JSON）"
+    )
+    error_kind: Mapped[str | None] = mapped_column(String(100), comment="エラー種別")
+    error_message: Mapped[str | None] = mapped_column(Text(), comment="エラーメッセージ")
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), comment="リース期限")
+    available_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), comment="次回実行可能日時")
+    published_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), comment="ブローカー送信日時"
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, default=utcnow, comment="作成日時"
+    )
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), comment="開始日時")
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), comment="終了日時")
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow, comment="更新日時"
+    )
+
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        CheckConstraint("progress >= 0.0 AND progress <= 1.0", name="progress"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index("idx_jobs_created_at", "created_at", "id"),
+        Index("idx_jobs_kind_created_at", "kind", "created_at", "id"),
+        Index("idx_jobs_status_created_at", "status", "created_at", "id"),
+        # The sweeper's work list: only unfinished jobs.
+        Index(
+            "idx_jobs_unfinished",
+            "status",
+            "published_at",
+            sqlite_where=text("status IN ('queued', 'running')"),
+        ),
+        Index("idx_jobs_finished_at", "finished_at"),
+    )
+
+
+class CanaryEffectModel(Base):
+    """The one effect of a canary job: a row keyed by its job id (exactly once)."""
+
+    __tablename__ = "canary_effects"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36),
+        ForeignKey("jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+        comment="ジョブID",
+    )
+    attempt: Mapped[int] = mapped_column(Integer(), nullable=False, comment="成功した試行")
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, default=utcnow, comment="作成日時"
     )

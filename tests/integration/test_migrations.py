@@ -29,8 +29,10 @@ pytestmark = [
     pytest.mark.integration,
 ]
 
-HEAD = "0003"
+HEAD = "0004"
 APP_TABLES = frozenset({"prompt_templates", "prompts", "evaluations", "test_results"})
+# Revision 0004 adds the job ledger.
+HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects"}
 T0 = "2025-01-01 00:00:00.000000"  # how UTCDateTime stores a timestamp (naive UTC text)
 
 LIVE_QUERY = (
@@ -192,7 +194,7 @@ def test_upgrade_downgrade_upgrade_round_trip(settings: Settings, db_path: Path)
 
     migrations.upgrade(settings)
     assert migrations.current_revision(settings) == HEAD
-    assert _tables(db_path) == APP_TABLES | {"alembic_version"}
+    assert _tables(db_path) == HEAD_TABLES | {"alembic_version"}
 
     migrations.downgrade(settings, "base")
     assert migrations.current_revision(settings) is None
@@ -204,7 +206,7 @@ def test_upgrade_downgrade_upgrade_round_trip(settings: Settings, db_path: Path)
 
     migrations.upgrade(settings)
     assert migrations.current_revision(settings) == HEAD
-    assert _tables(db_path) == APP_TABLES | {"alembic_version"}  # no _alembic_tmp_* left over
+    assert _tables(db_path) == HEAD_TABLES | {"alembic_version"}  # no _alembic_tmp_* left over
 
 
 def test_each_revision_step_is_reversible(settings: Settings, db_path: Path) -> None:

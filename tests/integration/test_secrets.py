@@ -60,6 +60,8 @@ def _remote_env(url: str) -> dict[str, str]:
         "APP_ENV": "production",
         "TURSO_DATABASE_URL": url,
         "TURSO_AUTH_TOKEN": TOKEN,
+        # Not reached by these commands, but required outside local.
+        "REDIS_URL": "redis://127.0.0.1:1/0",
         "LOG_LEVEL": "DEBUG",
         "DB_ECHO": "true",
     }
@@ -131,6 +133,7 @@ def test_redacting_formatter_scrubs_third_party_messages(
     monkeypatch.setenv("APP_ENV", "staging")
     monkeypatch.setenv("TURSO_STAGING_DATABASE_URL", "libsql://stg.example.io")
     monkeypatch.setenv("TURSO_STAGING_AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     configure_logging(load_settings(_env_file=None))
     logging.getLogger("some.library").error("connecting to wss://stg.example.io?token=%s", TOKEN)
     err = capsys.readouterr().err

@@ -84,6 +84,7 @@ def test_production_settings_resolve_remote_target(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("APP_ENV", "PRODUCTION")
     monkeypatch.setenv("TURSO_DATABASE_URL", "libsql://db-org.turso.io")
     monkeypatch.setenv("TURSO_AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("REDIS_URL", "redis://redis.internal:6379/0")
     settings = load_settings(_env_file=None)
     assert settings.database.kind == "remote"
     assert settings.database.url == "libsql://db-org.turso.io"
@@ -182,6 +183,7 @@ def test_plain_http_to_a_listed_private_host_is_an_explicit_opt_in(
     with pytest.raises(ConfigurationError, match="DATABASE_PLAINTEXT_HOSTS"):
         load_settings(_env_file=None)
     monkeypatch.setenv("DATABASE_PLAINTEXT_HOSTS", "redis, sqld")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     assert load_settings(_env_file=None).database.url == "http://sqld:8080"
 
 
@@ -193,3 +195,55 @@ def test_token_in_url_query_becomes_a_secret(tmp_path: Path) -> None:
     assert target.auth_token is not None
     assert target.auth_token.get_secret_value() == TOKEN
     assert TOKEN not in repr(target)
+
+
+def test_remote_environments_require_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "staging")
+    monkeypatch.setenv("TURSO_STAGING_DATABASE_URL", "libsql://stg.example.io")
+    monkeypatch.setenv("TURSO_STAGING_AUTH_TOKEN", TOKEN)
+    with pytest.raises(ConfigurationError, match="APP_ENV=staging requires REDIS_URL"):
+        load_settings(_env_file=None)
+
+
+def test_redis_password_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://default:{TOKEN}@cache.internal:6380/2")
+    settings = load_settings(_env_file=None)
+    assert settings.redis_display() == "redis://default:***@cache.internal:6380/2"
+    assert TOKEN in settings.secrets()
+    assert TOKEN not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"CELERY_VISIBILITY_TIMEOUT_S": "600"},
+            "CELERY_VISIBILITY_TIMEOUT_S (600) must exceed the longest job time limit",
+        ),
+        (
+            {"JOB_TIME_LIMITS_S": '{"canary": 30, "nightly": 5}'},
+            "JOB_TIME_LIMITS_S names unknown job kinds ['nightly']",
+        ),
+        ({"JOB_MAX_ATTEMPTS": '{"canary": 0}'}, "JOB_MAX_ATTEMPTS values must be at least 1"),
+        ({"JOB_MAX_ATTEMPTS": "three"}, "JOB_MAX_ATTEMPTS"),
+        ({"API_PORT": "99999"}, "API_PORT: Input should be less than or equal to 65535"),
+    ],
+)
+def test_pipeline_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(_env_file=None)
+    assert problem in str(caught.value)
+
+
+def test_per_kind_limits_override_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_TIME_LIMITS_S", '{"canary": 30}')
+    monkeypatch.setenv("JOB_MAX_ATTEMPTS", '{"canary": 3}')
+    monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT_S", "3700")
+    settings = load_settings(_env_file=None)
+    assert settings.time_limit_s("canary") == 30
+    assert settings.max_attempts("canary") == 3
+    assert settings.time_limit_s("backup") == 3600

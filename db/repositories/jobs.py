@@ -1,0 +1,349 @@
+"""Persistence of the job ledger. Takes a session; the caller owns the transaction.
+
+State changes are conditional UPDATEs (``... WHERE status = 'running'``): inside a
+``BEGIN IMMEDIATE`` write transaction that makes each change exactly-once even when a
+redelivered message races the original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.column_types import utcnow
+from db.models import JobModel
+from domain.jobs import Job, JobError, JobKind, JobStatus
+
+UNFINISHED = (str(JobStatus.QUEUED), str(JobStatus.RUNNING))
+
+
+@dataclass(frozen=True, slots=True)
+class JobCursor:
+    """Keyset position in the newest-first listing: (created_at, id) of the last row seen."""
+
+    created_at: datetime
+    id: str
+
+
+class JobRepository:
+    """The jobs table."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, job: Job) -> Job:
+        now = utcnow()
+        row = JobModel(
+            id=job.id,
+            kind=str(job.kind),
+            status=str(job.status),
+            arguments=job.arguments,
+            idempotency_key=job.idempotency_key,
+            request_hash=job.request_hash,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            progress=job.progress,
+            available_at=job.available_at,
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return to_domain(row)
+
+    def get(self, job_id: str) -> Job | None:
+        # populate_existing: a conditional UPDATE above may have changed the row.
+        row = self.session.scalars(
+            select(JobModel).where(JobModel.id == job_id).execution_options(populate_existing=True)
+        ).one_or_none()
+        return to_domain(row) if row else None
+
+    def get_by_idempotency_key(self, key: str) -> Job | None:
+        row = self.session.scalars(
+            select(JobModel).where(JobModel.idempotency_key == key)
+        ).one_or_none()
+        return to_domain(row) if row else None
+
+    def list_recent(
+        self,
+        *,
+        kind: JobKind | None = None,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        after: JobCursor | None = None,
+    ) -> list[Job]:
+        """Jobs newest first; ``after`` continues from a previous page's last row."""
+        query = select(JobModel)
+        if kind is not None:
+            query = query.where(JobModel.kind == str(kind))
+        if status is not None:
+            query = query.where(JobModel.status == str(status))
+        if after is not None:
+            query = query.where(
+                or_(
+                    JobModel.created_at < after.created_at,
+                    and_(JobModel.created_at == after.created_at, JobModel.id < after.id),
+                )
+            )
+        query = query.order_by(JobModel.created_at.desc(), JobModel.id.desc()).limit(limit)
+        return [to_domain(row) for row in self.session.scalars(query)]
+
+    # --- the worker's side ---------------------------------------------------------------
+
+    def claim(self, job_id: str, *, lease_s: float, now: datetime | None = None) -> Job | None:
+        """Mark a queued job (or one whose lease expired) running and count the attempt.
+
+        Returns ``None`` when the job must not run now: it is finished, cancelled, or
+        running under a live lease elsewhere.
+        """
+        now = now or utcnow()
+        result = self.session.execute(
+            update(JobModel)
+            .where(
+                JobModel.id == job_id,
+                or_(
+                    JobModel.status == str(JobStatus.QUEUED),
+                    and_(
+                        JobModel.status == str(JobStatus.RUNNING),
+                        JobModel.lease_expires_at < now,
+                    ),
+                ),
+            )
+            .values(
+                status=str(JobStatus.RUNNING),
+                attempts=JobModel.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                started_at=func.coalesce(JobModel.started_at, now),
+                available_at=None,
+                updated_at=now,
+            )
+        )
+        if not _changed(result):
+            return None
+        return self.get(job_id)
+
+    def renew_lease(self, job_id: str, *, attempt: int, lease_s: float) -> bool:
+        """Extend a running job's lease; False if the attempt no longer owns the job."""
+        now = utcnow()
+        result = self.session.execute(
+            update(JobModel)
+            .where(
+                JobModel.id == job_id,
+                JobModel.status == str(JobStatus.RUNNING),
+                JobModel.attempts == attempt,
+            )
+            .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+        )
+        return _changed(result)
+
+    def set_progress(self, job_id: str, *, attempt: int, progress: float) -> bool:
+        result = self.session.execute(
+            update(JobModel)
+            .where(
+                JobModel.id == job_id,
+                JobModel.status == str(JobStatus.RUNNING),
+                JobModel.attempts == attempt,
+            )
+            .values(progress=min(max(progress, 0.0), 1.0), updated_at=utcnow())
+        )
+        return _changed(result)
+
+    def succeed(self, job_id: str, *, attempt: int, result: dict[str, Any]) -> bool:
+        """Mark the attempt's job succeeded. False if it no longer owns a running job
+        (cancelled, or finished by another delivery): the caller must then roll back."""
+        now = utcnow()
+        changed = self.session.execute(
+            update(JobModel)
+            .where(
+                JobModel.id == job_id,
+                JobModel.status == str(JobStatus.RUNNING),
+                JobModel.attempts == attempt,
+            )
+            .values(
+                status=str(JobStatus.SUCCEEDED),
+                result=result,
+                progress=1.0,
+                error_kind=None,
+                error_message=None,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        return _changed(changed)
+
+    def schedule_retry(
+        self, job_id: str, *, attempt: int, error: JobError, available_at: datetime
+    ) -> bool:
+        """Back to ``queued`` after a transient failure, runnable again at ``available_at``."""
+        now = utcnow()
+        changed = self.session.execute(
+            update(JobModel)
+            .where(
+                JobModel.id == job_id,
+                JobModel.status == str(JobStatus.RUNNING),
+                JobModel.attempts == attempt,
+            )
+            .values(
+                status=str(JobStatus.QUEUED),
+                error_kind=error.kind,
+                error_message=error.message,
+                lease_expires_at=None,
+                available_at=available_at,
+                published_at=now,
+                updated_at=now,
+            )
+        )
+        return _changed(changed)
+
+    def fail(self, job_id: str, error: JobError, *, attempt: int | None = None) -> bool:
+        """End a job ``failed`` with its error recorded (the dead-letter list)."""
+        now = utcnow()
+        conditions = [JobModel.id == job_id, JobModel.status.in_(UNFINISHED)]
+        if attempt is not None:
+            conditions.append(JobModel.attempts == attempt)
+        changed = self.session.execute(
+            update(JobModel)
+            .where(*conditions)
+            .values(
+                status=str(JobStatus.FAILED),
+                error_kind=error.kind,
+                error_message=error.message,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        return _changed(changed)
+
+    # --- the API's side ------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; False if it had already finished."""
+        now = utcnow()
+        changed = self.session.execute(
+            update(JobModel)
+            .where(JobModel.id == job_id, JobModel.status.in_(UNFINISHED))
+            .values(
+                status=str(JobStatus.CANCELLED),
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        return _changed(changed)
+
+    def requeue_failed(self, job_id: str) -> bool:
+        """Give a failed job a fresh set of attempts; False unless it was failed."""
+        changed = self.session.execute(
+            update(JobModel)
+            .where(JobModel.id == job_id, JobModel.status == str(JobStatus.FAILED))
+            .values(
+                status=str(JobStatus.QUEUED),
+                attempts=0,
+                progress=0.0,
+                error_kind=None,
+                error_message=None,
+                available_at=None,
+                published_at=None,
+                started_at=None,
+                finished_at=None,
+                updated_at=utcnow(),
+            )
+        )
+        return _changed(changed)
+
+    # --- the outbox --------------------------------------------------------------------
+
+    def mark_published(self, job_ids: list[str], *, at: datetime | None = None) -> None:
+        if not job_ids:
+            return
+        self.session.execute(
+            update(JobModel)
+            .where(JobModel.id.in_(job_ids), JobModel.status.in_(UNFINISHED))
+            .values(published_at=at or utcnow())
+        )
+
+    def due_for_publishing(
+        self, *, republish_after_s: float, now: datetime | None = None, limit: int = 500
+    ) -> list[Job]:
+        """Jobs the broker may not hold: queued and never (or long ago) published and due,
+        or running under an expired lease (their worker died)."""
+        now = now or utcnow()
+        stale = now - timedelta(seconds=republish_after_s)
+        queued = and_(
+            JobModel.status == str(JobStatus.QUEUED),
+            or_(JobModel.published_at.is_(None), JobModel.published_at < stale),
+            or_(JobModel.available_at.is_(None), JobModel.available_at <= now),
+        )
+        orphaned = and_(JobModel.status == str(JobStatus.RUNNING), JobModel.lease_expires_at < now)
+        query = (
+            select(JobModel)
+            .where(JobModel.status.in_(UNFINISHED), or_(queued, orphaned))
+            .order_by(JobModel.created_at)
+            .limit(limit)
+        )
+        return [to_domain(row) for row in self.session.scalars(query)]
+
+    def prune_finished(self, *, before: datetime) -> int:
+        """Delete finished jobs (and, by cascade, their effects rows) older than ``before``."""
+        result = self.session.execute(
+            delete(JobModel).where(
+                JobModel.status.in_(
+                    [str(JobStatus.SUCCEEDED), str(JobStatus.FAILED), str(JobStatus.CANCELLED)]
+                ),
+                JobModel.finished_at < before,
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """(kind, status, number of jobs) for metrics."""
+        rows = self.session.execute(
+            select(JobModel.kind, JobModel.status, func.count()).group_by(
+                JobModel.kind, JobModel.status
+            )
+        )
+        return [(kind, status, int(count)) for kind, status, count in rows]
+
+    def outbox_backlog(self) -> int:
+        """Queued jobs that were never handed to the broker."""
+        return int(
+            self.session.scalar(
+                select(func.count()).where(
+                    JobModel.status == str(JobStatus.QUEUED), JobModel.published_at.is_(None)
+                )
+            )
+            or 0
+        )
+
+
+def _changed(result: Any) -> bool:
+    return bool(result.rowcount)
+
+
+def to_domain(row: JobModel) -> Job:
+    return Job(
+        id=row.id,
+        kind=JobKind(row.kind),
+        status=JobStatus(row.status),
+        arguments=row.arguments,
+        idempotency_key=row.idempotency_key,
+        request_hash=row.request_hash,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        progress=row.progress,
+        result=row.result,
+        error=JobError(row.error_kind, row.error_message or "") if row.error_kind else None,
+        lease_expires_at=row.lease_expires_at,
+        available_at=row.available_at,
+        published_at=row.published_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        updated_at=row.updated_at,
+    )

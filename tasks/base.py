@@ -1,0 +1,144 @@
+"""The base task: the ledger around every job.
+
+A Celery task of ours takes a job id and nothing else. ``run_job``:
+
+1. claims the job in the ledger (``queued`` -> ``running``, one more attempt, a lease);
+   a job that is finished, cancelled, or running elsewhere under a live lease is skipped,
+   which makes redelivered messages harmless;
+2. runs the kind's logic with the lease kept fresh;
+3. on success writes the job's effects and ``succeeded`` in one write transaction,
+   guarded so that only the attempt that still owns the job can commit (exactly-once
+   effects on top of at-least-once delivery);
+4. on a transient error schedules a retry with backoff until the kind's attempts are
+   used up; on a permanent error (or a bug) ends the job ``failed`` with the error
+   recorded: the dead-letter list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from sqlalchemy.orm import Session
+
+from core.errors import PermanentError, TransientError
+from db.column_types import utcnow
+from db.repositories.jobs import JobRepository
+from db.transaction import write_transaction
+from domain.jobs import Job, JobError
+from tasks.context import JobContext, JobOutcome, LeaseKeeper
+from tasks.errors import AttemptsExhausted, JobSuperseded, JobTimedOut
+from tasks.retry import RetryPolicy
+from workers.runtime import Runtime
+
+log = logging.getLogger("autoforge.jobs")
+
+JobLogic = Callable[[JobContext], JobOutcome]
+
+
+def _error(exc: BaseException) -> JobError:
+    return JobError(kind=type(exc).__name__, message=str(exc) or type(exc).__name__)
+
+
+class LedgerTask(Task):  # type: ignore[misc]
+    """Base class of every job task; subclasses call :meth:`run_job`."""
+
+    abstract = True
+
+    @property
+    def runtime(self) -> Runtime:
+        """The process's runtime, attached to the app by ``workers.app.create_celery``."""
+        runtime: Runtime = self.app.autoforge_runtime
+        return runtime
+
+    def run_job(self, job_id: str, logic: JobLogic) -> dict[str, Any]:
+        runtime = self.runtime
+        settings = runtime.settings
+        policy = RetryPolicy(settings.job_retry_backoff_s, settings.job_retry_backoff_max_s)
+        try:
+            job = write_transaction(
+                runtime.db,
+                lambda s: JobRepository(s).claim(job_id, lease_s=settings.job_lease_s),
+            )
+        except TransientError as exc:
+            # The database is busy or away: try the delivery again later.
+            raise self.retry(countdown=policy.delay(self.request.retries + 1), exc=exc) from exc
+        if job is None:
+            log.info("job %s skipped: finished, cancelled or running elsewhere", job_id)
+            return {"skipped": True}
+        if job.attempts > job.max_attempts:
+            self._fail(job, AttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
+            return {"failed": True}
+
+        context = JobContext(job=job, settings=settings, db=runtime.db)
+        try:
+            with LeaseKeeper(runtime.db, job, settings.job_lease_s):
+                outcome = logic(context)
+            self._succeed(job, outcome)
+        except JobSuperseded:
+            log.info("job %s was cancelled or finished elsewhere; its effects are dropped", job_id)
+            return {"superseded": True}
+        except TransientError as exc:
+            return self._retry_or_fail(job, exc, policy)
+        except SoftTimeLimitExceeded:
+            limit = settings.time_limit_s(str(job.kind))
+            self._fail(job, JobTimedOut(f"ran past its time limit ({limit} s)"))
+            raise
+        except PermanentError as exc:
+            self._fail(job, exc)
+            raise
+        except (Retry, Reject):
+            raise
+        except Exception as exc:
+            # A bug, not a condition we know: record it and never retry it.
+            self._fail(job, exc)
+            raise
+        return {"succeeded": True, "attempt": job.attempts}
+
+    def _succeed(self, job: Job, outcome: JobOutcome) -> None:
+        def unit(session: Session) -> None:
+            if not JobRepository(session).succeed(
+                job.id, attempt=job.attempts, result=outcome.result
+            ):
+                raise JobSuperseded()  # rolls back: no effects without the status
+            outcome.write_effects(session)
+
+        write_transaction(self.runtime.db, unit)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        log.warning("job %s failed (%s): %s", job.id, type(exc).__name__, exc)
+        write_transaction(
+            self.runtime.db,
+            lambda s: JobRepository(s).fail(job.id, _error(exc), attempt=job.attempts),
+        )
+
+    def _retry_or_fail(self, job: Job, exc: TransientError, policy: RetryPolicy) -> dict[str, Any]:
+        if job.attempts >= job.max_attempts:
+            self._fail(job, exc)
+            return {"failed": True}
+        countdown = policy.delay(job.attempts, retry_after=exc.retry_after)
+        log.info(
+            "job %s attempt %d failed transiently (%s); retry in %.1fs",
+            job.id,
+            job.attempts,
+            exc,
+            countdown,
+        )
+        scheduled = write_transaction(
+            self.runtime.db,
+            lambda s: JobRepository(s).schedule_retry(
+                job.id,
+                attempt=job.attempts,
+                error=_error(exc),
+                available_at=utcnow() + timedelta(seconds=countdown),
+            ),
+        )
+        if not scheduled:
+            return {"superseded": True}
+        # Celery republishes the task with the countdown (state RETRY in Flower). If that
+        # publish fails, the ledger still says queued: the outbox sweeper takes over.
+        raise self.retry(countdown=countdown, exc=exc, max_retries=None)

@@ -1,0 +1,1 @@
+"""The canary job: exercises the whole path (ledger, retries, effects) on demand."""

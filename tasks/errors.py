@@ -1,0 +1,24 @@
+"""Errors of running jobs, in the closed tree of :mod:`core.errors`."""
+
+from __future__ import annotations
+
+from core.errors import PermanentError, TransientError
+
+
+class JobTimedOut(PermanentError):
+    """The job ran past its time limit."""
+
+
+class AttemptsExhausted(PermanentError):
+    """The job used up its attempts."""
+
+
+class JobSuperseded(PermanentError):
+    """The job was cancelled or finished by another delivery while this attempt ran."""
+
+
+class CanaryFailure(TransientError):
+    """The canary failed on purpose (it was asked to)."""
+
+
+__all__ = ["AttemptsExhausted", "CanaryFailure", "JobSuperseded", "JobTimedOut"]

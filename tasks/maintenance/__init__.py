@@ -1,0 +1,1 @@
+"""Housekeeping jobs run by beat: the outbox sweeper and ledger pruning."""

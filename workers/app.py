@@ -1,0 +1,94 @@
+"""The Celery app factory: everything configured from the settings, tasks wired explicitly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from core.settings import Settings
+from db.database import Database
+from tasks.canary import tasks as canary_tasks
+from tasks.maintenance import tasks as maintenance_tasks
+from workers.beat import beat_schedule
+from workers.publisher import JobPublisher
+from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE, task_routes
+from workers.runtime import Runtime
+
+TASK_MODULES = (canary_tasks, maintenance_tasks)
+
+
+def broker_url(settings: Settings) -> str:
+    """REDIS_URL, or the embedded server that ``autoforge up`` starts in ``local``."""
+    if settings.redis_url is not None:
+        return settings.redis_url.get_secret_value()
+    return f"redis://127.0.0.1:{settings.embedded_redis_port}/0"
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app for ``settings``. Connects to nothing until it is used."""
+    url = broker_url(settings)
+    app = Celery("autoforge", broker=url, backend=url, set_as_current=False)
+    transport = {
+        # Longer than any job may run or wait, else Redis would hand a running job to a
+        # second worker (checked by the settings).
+        "visibility_timeout": settings.celery_visibility_timeout_s,
+        # Rescan for messages of dead workers often (default is ~100 s between scans).
+        "unacked_restore_interval": settings.celery_unacked_restore_interval_s,
+        "unacked_restore_throttle": 1,
+        "socket_connect_timeout": 5,
+    }
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        result_expires=24 * 3600,
+        task_routes=task_routes(),
+        task_default_queue=MAINTENANCE_QUEUE,
+        task_create_missing_queues=True,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=beat_schedule(settings),
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=url,
+        redbeat_key_prefix="autoforge:redbeat:",
+        redbeat_lock_timeout=max(15, int(settings.sweeper_interval_s * 3)),
+        beat_max_loop_interval=5,
+    )
+    runtime = Runtime(settings=settings, db=Database(settings), publisher=JobPublisher(app))
+    app.autoforge_runtime = runtime
+    for module in TASK_MODULES:
+        module.register(app, settings)
+    _connect_process_hooks(app, runtime)
+    return app
+
+
+def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
+    """Engines are per worker process: built after fork, disposed at exit."""
+
+    @signals.worker_process_init.connect(weak=False)
+    def _open(**kwargs: Any) -> None:
+        runtime.db.engine  # noqa: B018 - build the engine in the new process
+
+    @signals.worker_process_shutdown.connect(weak=False)
+    def _close(**kwargs: Any) -> None:
+        runtime.db.dispose()
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _close_main(**kwargs: Any) -> None:
+        runtime.db.dispose()
+
+
+__all__ = ["ALL_QUEUES", "broker_url", "create_celery"]

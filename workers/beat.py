@@ -1,0 +1,54 @@
+"""Every beat schedule, in one place. Cron expressions come from the settings.
+
+Beat runs with RedBeat: the schedule lives in Redis under a lock, so a second beat
+process stands by instead of firing the same entries twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery.schedules import crontab
+
+from core.errors import ConfigurationError
+from core.settings import Settings
+from workers.queues import PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+
+
+def parse_cron(expression: str, *, variable: str) -> crontab:
+    """A five-field cron expression (minute hour day-of-month month day-of-week)."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ConfigurationError(
+            f"{variable}: expected 5 cron fields (minute hour day month weekday), "
+            f"got {len(fields)} in {expression!r}"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except Exception as exc:  # celery raises ValueError or its own ParseException
+        raise ConfigurationError(
+            f"{variable}: invalid cron expression {expression!r}: {exc}"
+        ) from None
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The schedule entries. Backups and replica syncs are added by their issues."""
+    return {
+        "sweep-outbox": {
+            "task": SWEEP_OUTBOX_TASK,
+            "schedule": timedelta(seconds=settings.sweeper_interval_s),
+            "options": {"expires": settings.sweeper_interval_s},
+        },
+        "prune-ledger": {
+            "task": PRUNE_LEDGER_TASK,
+            "schedule": parse_cron(settings.prune_cron, variable="PRUNE_CRON"),
+        },
+    }
