@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from core.database_url import DatabaseTarget, parse_database_url
@@ -163,6 +163,17 @@ class Settings(BaseSettings):
         ):
             raise ValueError(f"APP_ENV={self.app_env} requires REDIS_URL")
         return self
+
+    @field_validator("prune_cron", "backup_cron", "replica_sync_cron")
+    @classmethod
+    def _five_cron_fields(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,\-]+", f) for f in fields):
+            raise ValueError(
+                "expected a cron expression of 5 fields (minute hour day month weekday), "
+                f"e.g. '0 3 * * *'; got {value!r}"
+            )
+        return value
 
     def time_limit_s(self, kind: str) -> int:
         """The hard time limit of a job kind."""

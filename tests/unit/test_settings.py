@@ -227,6 +227,7 @@ def test_redis_password_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"JOB_MAX_ATTEMPTS": '{"canary": 0}'}, "JOB_MAX_ATTEMPTS values must be at least 1"),
         ({"JOB_MAX_ATTEMPTS": "three"}, "JOB_MAX_ATTEMPTS"),
         ({"API_PORT": "99999"}, "API_PORT: Input should be less than or equal to 65535"),
+        ({"BACKUP_CRON": "every night"}, "BACKUP_CRON: expected a cron expression of 5 fields"),
     ],
 )
 def test_pipeline_settings_are_checked(
