@@ -116,6 +116,24 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS),
         description="Attempts per job kind before it ends failed (JSON).",
     )
+    # --- evaluation runs: LLM providers --------------------------------------------------
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="Any OpenAI-compatible chat-completions API."
+    )
+    openai_api_key: SecretStr | None = Field(None, repr=False)
+    provider_timeout_s: float = Field(60.0, gt=0, description="Per request.")
+    provider_max_retries: int = Field(
+        3, ge=0, le=10, description="Retries of one call on 429/5xx/timeouts."
+    )
+    provider_rpm: dict[str, int] = Field(
+        default_factory=lambda: {"openai": 60},
+        description="Requests per minute per provider, shared by all workers (JSON).",
+    )
+    evaluation_max_concurrency: int = Field(4, ge=1, le=64, description="Calls at once per run.")
+    allow_echo_provider: bool | None = Field(
+        None, description="The offline 'echo' provider; default: on in local, off elsewhere."
+    )
+
     ledger_retention_days: float = Field(30.0, gt=0)
     prune_cron: str = "17 4 * * *"
     backup_cron: str = "0 3 * * *"
@@ -174,6 +192,13 @@ class Settings(BaseSettings):
                 f"e.g. '0 3 * * *'; got {value!r}"
             )
         return value
+
+    @property
+    def echo_provider_enabled(self) -> bool:
+        """The deterministic offline provider: for demos and tests, never a production default."""
+        if self.allow_echo_provider is not None:
+            return self.allow_echo_provider
+        return self.app_env == "local"
 
     def time_limit_s(self, kind: str) -> int:
         """The hard time limit of a job kind."""
@@ -241,6 +266,7 @@ class Settings(BaseSettings):
         """Every secret value configured, so log output can be scrubbed of them."""
         values: list[str] = []
         for item in (
+            self.openai_api_key,
             self.turso_auth_token,
             self.turso_staging_auth_token,
             self.autoforge_api_key,
