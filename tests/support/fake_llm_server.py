@@ -1,0 +1,216 @@
+"""A real local HTTP server speaking the chat-completions protocol, scripted per test.
+
+It serves ``POST /v1/chat/completions`` on 127.0.0.1 from a thread of the test process
+(httpx releases the GIL while it waits, unlike the libSQL SDK). Each test scripts the
+answers: a queue of :class:`Reply` consumed in order, then ``default`` for every later
+request (by default a completion that echoes the user message). The server records every
+request: its arrival time (``time.monotonic()`` of this process), path, ``Authorization``
+header and JSON body.
+
+    with FakeLLMServer() as server:
+        server.script(Reply.rate_limited(retry_after="1"), Reply.completion("hi"))
+        provider = OpenAIProvider(base_url=server.base_url, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it."""
+
+    at: float
+    path: str
+    authorization: str | None
+    body: dict[str, Any] | None
+
+    @property
+    def user_message(self) -> str | None:
+        messages = (self.body or {}).get("messages") or []
+        users = [m.get("content") for m in messages if m.get("role") == "user"]
+        return users[-1] if users else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: status, headers, raw body, and an optional delay before it."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+    @classmethod
+    def completion(
+        cls, text: str, *, prompt_tokens: int = 7, completion_tokens: int = 3, delay_s: float = 0
+    ) -> Reply:
+        """A well-formed chat completion answering ``text``."""
+        payload = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return cls.json(200, payload, delay_s=delay_s)
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        payload: object,
+        *,
+        headers: dict[str, str] | None = None,
+        delay_s: float = 0,
+    ) -> Reply:
+        return cls(
+            status=status,
+            body=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json", **(headers or {})},
+            delay_s=delay_s,
+        )
+
+    @classmethod
+    def rate_limited(cls, *, retry_after: str) -> Reply:
+        """429 Too Many Requests, with a ``Retry-After`` header."""
+        return cls.json(
+            429,
+            {"error": {"message": "slow down", "type": "rate_limit"}},
+            headers={"Retry-After": retry_after},
+        )
+
+    @classmethod
+    def server_error(cls) -> Reply:
+        return cls.json(500, {"error": {"message": "internal error"}})
+
+
+Responder = Callable[[RecordedRequest], Reply]
+
+
+def echo_responder(request: RecordedRequest) -> Reply:
+    """Answer with the request's last user message (a well-formed completion)."""
+    return Reply.completion(request.user_message or "")
+
+
+class FakeLLMServer:
+    """The server; a context manager that starts and stops it."""
+
+    def __init__(self) -> None:
+        self.default: Responder = echo_responder
+        self.requests: list[RecordedRequest] = []
+        self._script: deque[Reply | Responder] = deque()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how long shutdown() may wait
+            name="fake-llm-server",
+            daemon=True,
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """What ``OPENAI_BASE_URL`` would be: the server's ``/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> FakeLLMServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def script(self, *replies: Reply | Responder) -> None:
+        """Answer the next requests with ``replies``, in order, then with ``default``."""
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def _answer(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if request.path != "/v1/chat/completions":
+                return Reply.json(404, {"error": {"message": f"no route {request.path}"}})
+            scripted = self._script.popleft() if self._script else self.default
+        return scripted if isinstance(scripted, Reply) else scripted(request)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body leave in two writes: without this, Nagle's algorithm
+                # holds the body until the client's delayed ACK (some 40 ms a request).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except json.JSONDecodeError:
+                    body = None
+                recorded = RecordedRequest(
+                    at=time.monotonic(),
+                    path=self.path,
+                    authorization=self.headers.get("Authorization"),
+                    body=body if isinstance(body, dict) else None,
+                )
+                reply = server._answer(recorded)
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            do_GET = do_POST  # noqa: N815 (recorded too: nothing else should be asked for)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        return Handler
