@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cli.jobs import enqueue, jobs_app
 from core.errors import AutoforgeError, ConfigurationError
 from core.logging import configure_logging
 from core.settings import Settings, load_settings
@@ -29,6 +30,8 @@ db_app = typer.Typer(help="Database: migrations and query plans.", no_args_is_he
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(jobs_app, name="jobs")
+app.command("enqueue")(enqueue)
 
 T = TypeVar("T")
 
@@ -58,20 +61,90 @@ def _print_json(data: Any) -> None:
 
 
 @app.command()
-def up() -> None:
-    """Start the system on the configured (by default embedded) components.
+def up(
+    api_port: Annotated[
+        int | None, typer.Option(help="API port (env API_PORT; default 8000).")
+    ] = None,
+    flower_port: Annotated[
+        int | None, typer.Option(help="Flower port (env FLOWER_PORT; default 5555).")
+    ] = None,
+    redis_port: Annotated[
+        int | None,
+        typer.Option(help="Embedded Redis port (env EMBEDDED_REDIS_PORT; default 6399)."),
+    ] = None,
+    bind: Annotated[
+        str | None,
+        typer.Option(
+            help="Address the API and Flower listen on (env BIND_HOST; default 127.0.0.1)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", help="Worker processes (env WORKER_CONCURRENCY; default 2)."
+        ),
+    ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated queues for the worker (default: all)."),
+    ] = None,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not start the API.")] = False,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not start a worker.")] = False,
+    no_beat: Annotated[bool, typer.Option("--no-beat", help="Do not start beat.")] = False,
+    no_flower: Annotated[bool, typer.Option("--no-flower", help="Do not start Flower.")] = False,
+    stop_timeout: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds to wait for a graceful stop before forcing it."),
+    ] = 30.0,
+    max_restarts: Annotated[
+        int,
+        typer.Option(min=0, help="Restarts of a crashing process (per window) before giving up."),
+    ] = 5,
+    restart_window: Annotated[
+        float, typer.Option(min=1, help="The window (seconds) for --max-restarts.")
+    ] = 60.0,
+) -> None:
+    """Start the whole system and supervise it until Ctrl-C.
 
-    For now this migrates the database to the newest revision and reports where it is.
+    Starts Redis (embedded unless REDIS_URL is set), migrates the database, then runs the
+    API, a worker on all queues, beat and Flower as child processes, restarting any that
+    crashes. Their output is shown here, each line prefixed with the process's name.
+
+    Ctrl-C or SIGTERM stops everything gracefully: running tasks finish first (up to
+    --stop-timeout seconds); a second Ctrl-C stops at once.
     """
-    from db import migrations
+    from workers.supervisor import UpOptions, run_up
 
-    def body() -> None:
-        settings = _settings()
-        migrations.upgrade(settings)
-        typer.echo(f"database: {settings.database.describe()}")
-        typer.echo(f"schema revision: {migrations.current_revision(settings)} (head)")
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "api_port": api_port,
+            "flower_port": flower_port,
+            "embedded_redis_port": redis_port,
+            "bind_host": bind,
+            "worker_concurrency": concurrency,
+        }.items()
+        if value is not None
+    }
+    options = UpOptions(
+        api=not no_api,
+        worker=not no_worker,
+        beat=not no_beat,
+        flower=not no_flower,
+        queues=tuple(q.strip() for q in (queues or "").split(",") if q.strip()),
+        stop_timeout_s=stop_timeout,
+        max_restarts=max_restarts,
+        restart_window_s=restart_window,
+    )
 
-    _run(body)
+    def body() -> int:
+        settings = load_settings(**overrides)
+        configure_logging(settings)
+        return run_up(settings, options)
+
+    code = _run(body)
+    if code:
+        raise typer.Exit(code)
 
 
 @db_app.command("upgrade")

@@ -47,5 +47,7 @@ def configure_logging(settings: Settings) -> None:
     handler.autoforge = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # Alembic announces every plugin it loads at INFO: noise on each CLI command.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if settings.db_echo:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
 
     celery_visibility_timeout_s: int = Field(3900, ge=10)
     celery_unacked_restore_interval_s: int = Field(5, ge=1)
-    job_lease_s: float = Field(60.0, gt=0, description="A running job's lease; renewed at 1/3.")
+    job_lease_s: float = Field(30.0, gt=0, description="A running job's lease; renewed at 1/3.")
     outbox_republish_after_s: float = Field(300.0, gt=0)
     sweeper_interval_s: float = Field(30.0, gt=0)
     job_retry_backoff_s: float = Field(2.0, gt=0)

@@ -68,7 +68,7 @@ class QueryError(PermanentError):
 _BUSY = re.compile(r"database (table )?is locked|database is busy|SQLITE_BUSY|SQLITE_LOCKED", re.I)
 _UNAVAILABLE = re.compile(
     r"Hrana|connection refused|error trying to connect|timed out|dns error|stream|"
-    r"unable to open database file|connection reset|broken pipe",
+    r"unable to open|connection reset|broken pipe",
     re.I,
 )
 _CONSTRAINT = re.compile(

@@ -68,8 +68,7 @@ class LedgerTask(Task):  # type: ignore[misc]
             # The database is busy or away: try the delivery again later.
             raise self.retry(countdown=policy.delay(self.request.retries + 1), exc=exc) from exc
         if job is None:
-            log.info("job %s skipped: finished, cancelled or running elsewhere", job_id)
-            return {"skipped": True}
+            return self._not_claimed(job_id)
         if job.attempts > job.max_attempts:
             self._fail(job, AttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
             return {"failed": True}
@@ -98,6 +97,23 @@ class LedgerTask(Task):  # type: ignore[misc]
             self._fail(job, exc)
             raise
         return {"succeeded": True, "attempt": job.attempts}
+
+    def _not_claimed(self, job_id: str) -> dict[str, Any]:
+        """A delivery that may not run the job now: drop it, or come back after the lease.
+
+        A job still ``running`` under a live lease is either really running elsewhere (a
+        duplicate delivery) or was running in a worker that died (the redelivered message
+        arrives before that attempt's lease lapses). Either way: look again once the
+        lease has expired, instead of dropping the message and waiting for the sweeper.
+        """
+        with self.runtime.db.read_session() as session:
+            job = JobRepository(session).get(job_id)
+        if job is None or job.status.is_final or job.lease_expires_at is None:
+            log.info("job %s skipped: %s", job_id, "missing" if job is None else job.status)
+            return {"skipped": True}
+        wait = (job.lease_expires_at - utcnow()).total_seconds() + 1
+        log.info("job %s holds a live lease; looking again in %.1fs", job_id, wait)
+        raise self.retry(countdown=max(wait, 1.0), max_retries=None)
 
     def _succeed(self, job: Job, outcome: JobOutcome) -> None:
         def unit(session: Session) -> None:

@@ -63,6 +63,7 @@ def create_celery(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
         beat_scheduler="redbeat.RedBeatScheduler",
         redbeat_redis_url=url,
+        redbeat_redis_options={"socket_connect_timeout": 5, "retry_period": 60},
         redbeat_key_prefix="autoforge:redbeat:",
         redbeat_lock_timeout=max(15, int(settings.sweeper_interval_s * 3)),
         beat_max_loop_interval=5,

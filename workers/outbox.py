@@ -78,7 +78,7 @@ def enqueue(
 
 def publish_and_mark(runtime: Runtime, jobs: list[Job]) -> list[str]:
     """Publish each job; record which ones the broker accepted. Returns their ids."""
-    published = [job.id for job in jobs if runtime.publisher.publish(job)]
+    published = runtime.publisher.publish_many(jobs)
     if published:
         write_transaction(runtime.db, lambda s: JobRepository(s).mark_published(published))
     return published

@@ -23,21 +23,41 @@ class JobPublisher:
 
     def publish(self, job: Job, *, countdown: float | None = None) -> bool:
         """True if the broker accepted the message; False (logged) if it could not."""
-        route = ROUTES[job.kind]
+        return bool(self.publish_many([job], countdown=countdown))
+
+    def publish_many(self, jobs: list[Job], *, countdown: float | None = None) -> list[str]:
+        """Publish over one connection; returns the ids the broker accepted."""
+        published: list[str] = []
         try:
-            self._app.send_task(
-                route.task_name,
-                args=[job.id],
-                task_id=job.id,
-                queue=route.queue,
-                countdown=countdown,
-                # Fail fast when the broker is down: the sweeper republishes later.
-                retry=False,
-            )
+            with self._app.connection_for_write() as connection:
+                # One connection attempt: kombu would otherwise retry for seconds while
+                # the caller (an API request, the sweeper) waits. The ledger keeps the job.
+                connection.ensure_connection(max_retries=0)
+                for job in jobs:
+                    route = ROUTES[job.kind]
+                    self._send(route.task_name, route.queue, job.id, countdown, connection)
+                    published.append(job.id)
         except Exception as exc:  # kombu/redis raise many types; all mean "not published"
-            log.warning("could not publish job %s (%s): %s", job.id, job.kind, exc)
-            return False
-        return True
+            log.warning(
+                "could not publish %d of %d job(s): %s", len(jobs) - len(published), len(jobs), exc
+            )
+        return published
+
+    def _send(
+        self, task_name: str, queue: str, job_id: str, countdown: float | None, connection: Any
+    ) -> None:
+        self._app.send_task(
+            task_name,
+            args=[job_id],
+            task_id=job_id,
+            queue=queue,
+            countdown=countdown,
+            connection=connection,
+            # Fail fast when the broker is down: the sweeper republishes later.
+            retry=False,
+            # Results live in the ledger: never subscribe to the result backend.
+            ignore_result=True,
+        )
 
     def revoke(self, job_id: str, *, terminate: bool) -> None:
         """Ask workers to drop (and, if running, stop) a job's task."""

@@ -116,7 +116,7 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         """``redis://host:port/0`` for clients; known once a port is chosen."""
-        host = _client_host(self.bind)
+        host = client_host(self.bind)
         if ":" in host:
             host = f"[{host}]"
         return f"redis://{host}:{self.port}/0"
@@ -238,7 +238,7 @@ class EmbeddedRedis:
                 # Its own session: a Ctrl-C meant for us must not reach the server before
                 # we have drained our work; we stop it ourselves, in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
                 # The data-directory lock lives as long as the server process.
                 pass_fds=(lock_fd,),
             )
@@ -262,7 +262,7 @@ class EmbeddedRedis:
     ) -> None:
         assert self._process is not None
         client = redis.Redis(
-            host=_client_host(self.bind),
+            host=client_host(self.bind),
             port=port,
             socket_connect_timeout=0.5,
             socket_timeout=0.5,
@@ -363,7 +363,7 @@ def _binary_path() -> Path:
     return path
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the child receive SIGTERM when its parent dies (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -391,6 +391,6 @@ def _free_port(bind: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _client_host(bind: str) -> str:
+def client_host(bind: str) -> str:
     # A wildcard bind address is not something to connect to.
     return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bind, bind)  # noqa: S104

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,13 @@ from db.errors import DatabaseUnavailable, QueryError
 pytestmark = pytest.mark.integration
 
 TOKEN = "tok-41d8-SECRET-must-never-print"
+API_KEY = "afk_test-api-key-SECRET-0x5e"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -106,6 +114,14 @@ def test_token_goes_in_the_header_and_errors_do_not_quote_it(
 def test_cli_never_prints_the_token(fake_server: str, tmp_path: Path, command: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TURSO_", "DATABASE_"))}
     env.update(_remote_env(fake_server))
+    if command == ["up"]:
+        # `up` checks its own secrets and ports first; give it what production requires.
+        env.update(
+            AUTOFORGE_API_KEYS=API_KEY,
+            FLOWER_BASIC_AUTH=f"admin:{API_KEY}",
+            API_PORT=str(_free_port()),
+            FLOWER_PORT=str(_free_port()),
+        )
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", *command],
         env=env,
@@ -117,6 +133,7 @@ def test_cli_never_prints_the_token(fake_server: str, tmp_path: Path, command: l
     )
     output = result.stdout + result.stderr
     assert TOKEN not in output
+    assert API_KEY not in output
     if command[0] == "config":
         assert result.returncode == 0, output
         assert "***" in output

@@ -1,0 +1,65 @@
+"""The FastAPI app factory: routes, auth, limits and error handling wired explicitly.
+
+``create_app(settings)`` builds no engine and opens no connection; the lifespan builds
+the process resources (:class:`api.resources.ApiResources`) at start-up and releases
+them at shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from api.auth import require_api_key
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.resources import ApiResources
+from api.routes import health, jobs, metrics, prompts
+from api.schemas import ErrorBody
+from core.settings import Settings
+
+DESCRIPTION = """
+Enqueue background jobs and inspect them in the durable job ledger.
+
+Everything under `/v1` needs `Authorization: Bearer <key>`. Errors are
+`{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for ``settings``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = ApiResources.open(settings)
+        app.state.resources = resources
+        try:
+            yield
+        finally:
+            resources.close()
+
+    app = FastAPI(
+        title="AutoForge Jobs",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+
+    v1 = APIRouter(
+        dependencies=[Depends(require_api_key)],
+        responses={
+            401: {"model": ErrorBody, "description": "No or malformed Authorization header."},
+            403: {"model": ErrorBody, "description": "The API key is not valid."},
+            413: {"model": ErrorBody, "description": "The body is too large."},
+        },
+    )
+    v1.include_router(jobs.router)
+    v1.include_router(prompts.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    return app

@@ -1,0 +1,191 @@
+"""HTTP errors of the API and the handlers that turn every error into a JSON answer.
+
+Every error body is ``{"error": {"code": ..., "message": ...}}``; request validation
+errors also keep FastAPI's ``detail`` list, whose ``loc`` names the offending field.
+Errors of the closed tree (:mod:`core.errors`) map onto status codes here and nowhere
+else, so a route simply lets them propagate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import AutoforgeError, InvalidData, NotFound, PermanentError, TransientError
+from db.errors import ConstraintViolation, DatabaseBusy, DatabaseUnavailable
+from workers.outbox import IdempotencyConflict
+
+log = logging.getLogger("autoforge.api")
+
+RETRY_AFTER_S = 5
+
+
+class ApiError(PermanentError):
+    """The request cannot be served."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.headers = headers
+        #: Additional members of the error object (e.g. the known job kinds).
+        self.extra = extra or {}
+
+
+class NotAuthenticated(ApiError):
+    """Authentication required: send 'Authorization: Bearer <key>'."""
+
+    status_code = 401
+    code = "not_authenticated"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ApiError):
+    """The API key is not valid."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class AuthNotConfigured(ApiError):
+    """No API keys are configured: set AUTOFORGE_API_KEYS (or run 'autoforge up' locally)."""
+
+    status_code = 503
+    code = "auth_not_configured"
+
+
+class UnknownJobKind(ApiError):
+    """There is no such job kind."""
+
+    status_code = 404
+    code = "unknown_job_kind"
+
+
+class JobKindNotImplemented(ApiError):
+    """This job kind cannot be enqueued yet."""
+
+    status_code = 501
+    code = "not_implemented"
+
+
+class JobStateConflict(ApiError):
+    """The job is not in a state that allows this action."""
+
+    status_code = 409
+    code = "job_state_conflict"
+
+
+class PayloadTooLarge(ApiError):
+    """The request body is too large."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    detail: Sequence[Any] | None = None,
+) -> JSONResponse:
+    """The JSON answer for an error, in the API's one error shape."""
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **(extra or {})}}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+# Errors of the closed tree, most specific first: (type, status, code, message or None).
+# A None message passes the error's own message on; outages get a generic one, so the
+# client never sees paths or server addresses.
+_MAPPED: tuple[tuple[type[AutoforgeError], int, str, str | None], ...] = (
+    (NotFound, 404, "not_found", None),
+    (InvalidData, 422, "invalid_data", None),
+    (IdempotencyConflict, 409, "idempotency_conflict", None),
+    (ConstraintViolation, 409, "constraint_violation", None),
+    (DatabaseBusy, 503, "database_busy", "The database is busy; retry later."),
+    (DatabaseUnavailable, 503, "database_unavailable", "The database is unavailable; retry later."),
+    (TransientError, 503, "temporarily_unavailable", "Temporarily unavailable; retry later."),
+)
+
+
+def _autoforge_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AutoforgeError)
+    if isinstance(exc, ApiError):
+        return error_response(
+            exc.status_code, exc.code, exc.message, headers=exc.headers, extra=exc.extra
+        )
+    for error_type, status, code, message in _MAPPED:
+        if isinstance(exc, error_type):
+            headers = None
+            if status == 503:
+                headers = {"Retry-After": str(RETRY_AFTER_S)}
+                log.warning("%s %s: %s: %s", request.method, request.url.path, code, exc)
+            return error_response(status, code, message or exc.message, headers=headers)
+    # A bug or a broken deployment (e.g. an unmigrated schema), not client input.
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "Internal server error.")
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    summary = "; ".join(_describe(error) for error in errors)
+    return error_response(
+        422,
+        "validation_error",
+        summary or "Invalid request.",
+        detail=jsonable_encoder(errors),
+    )
+
+
+def _describe(error: Any) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "json_invalid":
+        # FastAPI puts the character offset in ``loc``; say what it is instead.
+        reason = (error.get("ctx") or {}).get("error", "")
+        return f"body: invalid JSON at character {loc[-1] if len(loc) > 1 else 0}: {reason}"
+    return f"{'.'.join(loc)}: {error.get('msg', 'invalid')}"
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(
+        exc.status_code,
+        codes.get(exc.status_code, "http_error"),
+        str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "Internal server error.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error with the API's JSON error shape."""
+    app.add_exception_handler(AutoforgeError, _autoforge_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,168 @@
+"""Prometheus metrics of the API process, read from the ledger at scrape time.
+
+The job ledger is the truth, so most metrics are not counted in this process but
+queried when Prometheus scrapes: jobs by kind and status, the outbox backlog, retries and
+durations, and the depth of each Redis queue. Two are this process's own: jobs it
+enqueued (a counter) and its database lock retries.
+
+Each app has its own :class:`~prometheus_client.CollectorRegistry` (no global registry),
+so several apps can live in one process, as they do in the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import redis
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import JobModel
+from db.repositories.jobs import JobRepository
+from workers.queues import ALL_QUEUES
+from workers.runtime import Runtime
+
+log = logging.getLogger("autoforge.api.metrics")
+
+PREFIX = "autoforge"
+
+
+class LedgerCollector:
+    """Reads the job ledger and the Redis queues on every scrape.
+
+    A source that cannot be read is reported by ``autoforge_metrics_source_up`` (0) and
+    its metrics are left out of that scrape; the scrape itself still succeeds.
+    """
+
+    def __init__(self, runtime: Runtime, redis_client: redis.Redis) -> None:
+        self._runtime = runtime
+        self._redis = redis_client
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        jobs, backlog, retries, durations, queue_depth, up, lock_retries = self._families()
+        collected: list[Metric] = []
+        try:
+            with self._runtime.db.read_session() as session:
+                repository = JobRepository(session)
+                for kind, status, count in repository.counts():
+                    jobs.add_metric([kind, status], count)
+                backlog.add_metric([], repository.outbox_backlog())
+                for kind, total in retry_totals(session):
+                    retries.add_metric([kind], total)
+                for kind, count, seconds in duration_totals(session):
+                    durations.add_metric([kind], count, seconds)
+        except Exception as exc:  # a scrape must not fail because the database did
+            log.warning("metrics: cannot read the job ledger: %s", type(exc).__name__)
+            up.add_metric(["database"], 0)
+        else:
+            up.add_metric(["database"], 1)
+            collected += [jobs, backlog, retries, durations]
+        try:
+            depths = [(queue, _llen(self._redis, queue)) for queue in ALL_QUEUES]
+        except redis.RedisError as exc:
+            log.warning("metrics: cannot read the queue depths: %s", type(exc).__name__)
+            up.add_metric(["redis"], 0)
+        else:
+            for queue, depth in depths:
+                queue_depth.add_metric([queue], depth)
+            up.add_metric(["redis"], 1)
+            collected.append(queue_depth)
+        lock_retries.add_metric([], self._runtime.db.stats.lock_retries)
+        return [*collected, up, lock_retries]
+
+    @staticmethod
+    def _families() -> tuple[
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+        SummaryMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+        CounterMetricFamily,
+    ]:
+        return (
+            GaugeMetricFamily(
+                f"{PREFIX}_jobs",
+                "Jobs in the ledger by kind and status.",
+                labels=["kind", "status"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_outbox_backlog", "Queued jobs never handed to the broker."
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_job_retries",
+                "Attempts beyond the first, summed over the jobs in the ledger.",
+                labels=["kind"],
+            ),
+            SummaryMetricFamily(
+                f"{PREFIX}_job_duration_seconds",
+                "Run time (finished - started) of the finished jobs in the ledger.",
+                labels=["kind"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_queue_depth", "Messages waiting in each Redis queue.", labels=["queue"]
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_metrics_source_up",
+                "1 if the source could be read for this scrape, else 0.",
+                labels=["source"],
+            ),
+            CounterMetricFamily(
+                f"{PREFIX}_db_lock_retries",
+                "Write units this process re-ran because the database was locked.",
+            ),
+        )
+
+
+def _llen(client: redis.Redis, queue: str) -> int:
+    # Celery's Redis transport keeps a queue's messages in a list named after the queue.
+    depth = client.llen(queue)
+    assert isinstance(depth, int)
+    return depth
+
+
+# The two aggregates below belong with JobRepository's other metrics queries
+# (``counts``, ``outbox_backlog``); they live here until that module takes them.
+
+
+def retry_totals(session: Session) -> list[tuple[str, int]]:
+    """(kind, attempts beyond the first) over the jobs in the ledger."""
+    extra = func.sum(func.max(JobModel.attempts - 1, 0))
+    rows = session.execute(select(JobModel.kind, extra).group_by(JobModel.kind))
+    return [(kind, int(total or 0)) for kind, total in rows]
+
+
+def duration_totals(session: Session) -> list[tuple[str, int, float]]:
+    """(kind, number, total seconds) of finished jobs that started."""
+    seconds = (func.julianday(JobModel.finished_at) - func.julianday(JobModel.started_at)) * 86400
+    rows = session.execute(
+        select(JobModel.kind, func.count(), func.sum(seconds))
+        .where(JobModel.finished_at.is_not(None), JobModel.started_at.is_not(None))
+        .group_by(JobModel.kind)
+    )
+    return [(kind, int(count), float(total or 0.0)) for kind, count, total in rows]
+
+
+class ApiMetrics:
+    """The metrics registry of one app, and the counters the API itself keeps."""
+
+    def __init__(self, runtime: Runtime, redis_client: redis.Redis) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.jobs_enqueued = Counter(
+            f"{PREFIX}_jobs_enqueued",
+            "Jobs this API process accepted (idempotent replays not counted).",
+            labelnames=["kind"],
+            registry=self.registry,
+        )
+        self.registry.register(LedgerCollector(runtime, redis_client))

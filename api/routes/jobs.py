@@ -1,0 +1,197 @@
+"""``/v1/jobs``: enqueue, inspect, list, cancel and retry jobs.
+
+Enqueue goes through the transactional outbox (:func:`workers.outbox.enqueue`): the
+ledger row is committed first, then published. A job whose publish fails is still
+accepted (``202``); the outbox sweeper hands it to the broker later.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, NoReturn
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
+
+from api.errors import JobKindNotImplemented, JobStateConflict, UnknownJobKind
+from api.pagination import InvalidCursor, decode_cursor, encode_cursor
+from api.resources import ApiResources, Resources
+from api.schemas import ErrorBody, JobOut, JobPage
+from core.errors import NotFound
+from db.repositories.jobs import JobCursor, JobRepository
+from db.transaction import write_transaction
+from domain.jobs import Job, JobKind, JobStatus
+from tasks.canary.logic import CanaryArguments
+from workers.outbox import enqueue, publish_and_mark
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+KINDS = tuple(str(kind) for kind in JobKind)
+MAX_PAGE = 200
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        description="Replaying a key returns the job it created (200) instead of a new one; "
+        "the same key with a different body is a 409.",
+    ),
+]
+
+_ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobOut, "description": "Idempotent replay: the job this key created."},
+    409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body."},
+    503: {"model": ErrorBody, "description": "The database is unavailable; see Retry-After."},
+}
+
+
+def _location(job_id: str) -> str:
+    return f"{router.prefix}/{job_id}"
+
+
+def _accept(
+    resources: ApiResources,
+    kind: JobKind,
+    arguments: dict[str, Any],
+    idempotency_key: str | None,
+    response: Response,
+) -> JobOut:
+    accepted = enqueue(resources.runtime, kind, arguments, idempotency_key=idempotency_key)
+    if accepted.created:
+        resources.metrics.jobs_enqueued.labels(kind=str(kind)).inc()
+    else:
+        response.status_code = 200
+    response.headers["Location"] = _location(accepted.job.id)
+    return JobOut.from_domain(accepted.job)
+
+
+@router.post("/canary", status_code=202, responses=_ENQUEUE_RESPONSES)
+def enqueue_canary(
+    arguments: CanaryArguments,
+    response: Response,
+    resources: Resources,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Enqueue a canary job: it sleeps ``sleep_ms``, fails transiently ``fail_times``
+    times, then writes one effect row keyed by its id. It exercises the whole pipeline."""
+    return _accept(
+        resources, JobKind.CANARY, arguments.model_dump(mode="json"), idempotency_key, response
+    )
+
+
+@router.post(
+    "/{kind}",
+    status_code=202,
+    response_model=None,
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown kind; the error lists the kinds."},
+        501: {"model": ErrorBody, "description": "This kind cannot be enqueued yet."},
+    },
+)
+def enqueue_other(kind: str) -> NoReturn:
+    """Kinds whose request bodies are not defined yet answer ``501``; unknown kinds ``404``."""
+    if kind not in KINDS:
+        raise UnknownJobKind(
+            f"Unknown job kind {kind!r}; kinds: {', '.join(KINDS)}.", extra={"kinds": list(KINDS)}
+        )
+    raise JobKindNotImplemented(
+        f"Job kind {kind!r} cannot be enqueued yet: its request body is defined by its own "
+        "issue. Available now: canary.",
+        extra={"kinds": list(KINDS)},
+    )
+
+
+def _cursor(cursor: str | None) -> JobCursor | None:
+    if cursor is None:
+        return None
+    try:
+        return decode_cursor(cursor)
+    except InvalidCursor as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "cursor"), "msg": str(exc), "input": cursor}]
+        ) from None
+
+
+@router.get("")
+def list_jobs(
+    resources: Resources,
+    kind: JobKind | None = None,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> JobPage:
+    """Jobs newest first, optionally of one kind and status, a page at a time."""
+    after = _cursor(cursor)
+    with resources.runtime.db.read_session() as session:
+        jobs = JobRepository(session).list_recent(
+            kind=kind, status=status, limit=limit + 1, after=after
+        )
+    page, more = jobs[:limit], len(jobs) > limit
+    return JobPage(
+        items=[JobOut.from_domain(job) for job in page],
+        next_cursor=encode_cursor(page[-1]) if more else None,
+    )
+
+
+@router.get("/{job_id}", responses={404: {"model": ErrorBody}})
+def get_job(job_id: str, resources: Resources) -> JobOut:
+    """One job, as the ledger records it."""
+    with resources.runtime.db.read_session() as session:
+        job = JobRepository(session).get(job_id)
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    return JobOut.from_domain(job)
+
+
+@router.post("/{job_id}/cancel", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+def cancel_job(job_id: str, resources: Resources) -> JobOut:
+    """Cancel a queued or running job and ask the workers to drop (or stop) it.
+
+    A job that already finished answers ``409``.
+    """
+
+    def unit(session: Session) -> tuple[Job, bool]:
+        jobs = JobRepository(session)
+        job = _existing(jobs, job_id)
+        if job.status.is_final:
+            raise JobStateConflict(f"Job {job_id} is already {job.status}.")
+        jobs.cancel(job_id)
+        return _existing(jobs, job_id), job.status is JobStatus.RUNNING
+
+    cancelled, was_running = write_transaction(resources.runtime.db, unit)
+    # After the commit: the ledger already says cancelled, which workers check before
+    # running; the revoke only saves them the trip (and stops a running one).
+    resources.runtime.publisher.revoke(job_id, terminate=was_running)
+    return JobOut.from_domain(cancelled)
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+)
+def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
+    """Queue a failed job again with a fresh set of attempts. Other jobs answer ``409``."""
+
+    def unit(session: Session) -> Job:
+        jobs = JobRepository(session)
+        job = _existing(jobs, job_id)
+        if job.status is not JobStatus.FAILED:
+            raise JobStateConflict(
+                f"Only failed jobs can be retried; job {job_id} is {job.status}."
+            )
+        jobs.requeue_failed(job_id)
+        return _existing(jobs, job_id)
+
+    requeued = write_transaction(resources.runtime.db, unit)
+    publish_and_mark(resources.runtime, [requeued])
+    response.headers["Location"] = _location(job_id)
+    return JobOut.from_domain(requeued)
+
+
+def _existing(jobs: JobRepository, job_id: str) -> Job:
+    job = jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    return job

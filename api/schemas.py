@@ -1,0 +1,166 @@
+"""Request and response bodies of the API (the OpenAPI schema at ``/docs``).
+
+Job-kind request bodies live with their kind (e.g. :class:`tasks.canary.logic.
+CanaryArguments`); these are the API's own shapes. Timestamps are ISO 8601 in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from domain.jobs import Job, JobKind, JobStatus
+from domain.prompts import Prompt, PromptStatus
+from domain.schemas import MetaKey, MetaValue, PromptTags
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine-readable code and a human message."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code": ..., "message": ...}}``."""
+
+    error: ErrorDetail
+
+
+class JobErrorOut(BaseModel):
+    """Why a job (or its last attempt) failed."""
+
+    kind: str
+    message: str
+
+
+class JobOut(BaseModel):
+    """A job as recorded in the ledger."""
+
+    id: str
+    kind: JobKind
+    status: JobStatus
+    arguments: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    progress: float
+    result: dict[str, Any] | None
+    error: JobErrorOut | None
+    idempotency_key: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_domain(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            arguments=job.arguments,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            progress=job.progress,
+            result=job.result,
+            error=JobErrorOut(kind=job.error.kind, message=job.error.message)
+            if job.error
+            else None,
+            idempotency_key=job.idempotency_key,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobPage(BaseModel):
+    """One page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+Title = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Content = Annotated[str, StringConstraints(min_length=1)]
+
+
+class PromptCreate(_Request):
+    """A new prompt (version 1)."""
+
+    title: Title
+    content: Content
+    user_id: UserId
+    system_message: str | None = None
+    status: PromptStatus = PromptStatus.DRAFT
+    tags: PromptTags | None = None
+    meta_data: Annotated[dict[MetaKey, MetaValue], Field(max_length=100)] = Field(
+        default_factory=dict
+    )
+
+
+class PromptVersionCreate(_Request):
+    """The next version of a prompt: new content, optionally a new title."""
+
+    content: Content
+    title: Title | None = None
+
+
+class PromptOut(BaseModel):
+    """A prompt; ``parent_id`` is the version it was made from."""
+
+    id: str
+    title: str
+    content: str
+    system_message: str | None
+    user_id: str
+    status: PromptStatus
+    tags: PromptTags | None
+    meta_data: dict[str, MetaValue]
+    version: int
+    parent_id: str | None
+    template_id: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def from_domain(cls, prompt: Prompt) -> PromptOut:
+        return cls(
+            id=prompt.id,
+            title=prompt.title,
+            content=prompt.content,
+            system_message=prompt.system_message,
+            user_id=prompt.user_id,
+            status=prompt.status,
+            tags=prompt.tags,
+            meta_data=dict(prompt.meta_data.values),
+            version=prompt.version,
+            parent_id=prompt.parent_id,
+            template_id=prompt.template_id,
+            created_at=prompt.created_at,
+            updated_at=prompt.updated_at,
+        )
+
+
+class PromptList(BaseModel):
+    """A user's live prompts, newest first."""
+
+    items: list[PromptOut]
+
+
+class Liveness(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """Each dependency: ``"ok"`` or why it is not reachable."""
+
+    database: str
+    redis: str

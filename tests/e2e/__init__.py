@@ -1,0 +1,1 @@
+"""End-to-end tests: real worker and beat processes, real Redis, real libSQL."""
