@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from domain.evaluations import Evaluation, EvaluationStatus, TestResult
 from domain.jobs import Job, JobKind, JobStatus
 from domain.prompts import Prompt, PromptStatus
 from domain.schemas import MetaKey, MetaValue, PromptTags
@@ -40,6 +41,14 @@ class JobErrorOut(BaseModel):
     message: str
 
 
+class ProgressDetail(BaseModel):
+    """Progress in the job's own units (an evaluation: cases done of total)."""
+
+    done: int
+    total: int
+    unit: str
+
+
 class JobOut(BaseModel):
     """A job as recorded in the ledger."""
 
@@ -50,6 +59,7 @@ class JobOut(BaseModel):
     attempts: int
     max_attempts: int
     progress: float
+    progress_detail: ProgressDetail | None = None
     result: dict[str, Any] | None
     error: JobErrorOut | None
     idempotency_key: str | None
@@ -67,6 +77,7 @@ class JobOut(BaseModel):
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             progress=job.progress,
+            progress_detail=_progress_detail(job),
             result=job.result,
             error=JobErrorOut(kind=job.error.kind, message=job.error.message)
             if job.error
@@ -76,6 +87,18 @@ class JobOut(BaseModel):
             started_at=job.started_at,
             finished_at=job.finished_at,
         )
+
+
+def _progress_detail(job: Job) -> ProgressDetail | None:
+    if job.kind is not JobKind.EVALUATION:
+        return None
+    cases = job.arguments.get("test_cases")
+    if not isinstance(cases, list) or not cases:
+        return None
+    total = len(cases)
+    return ProgressDetail(
+        done=min(total, int(job.progress * total + 1e-9)), total=total, unit="cases"
+    )
 
 
 class JobPage(BaseModel):
@@ -164,3 +187,92 @@ class Readiness(BaseModel):
 
     database: str
     redis: str
+
+
+class TestResultOut(BaseModel):
+    """The outcome of one test case."""
+
+    __test__ = False  # not a pytest test class
+
+    test_case_name: str
+    score: float
+    passed: bool
+    input_data: dict[str, Any] | None
+    expected_output: str | None
+    actual_output: str | None
+    details: dict[str, Any] | None
+    execution_time_ms: int | None
+    tokens_used: int | None
+
+    @classmethod
+    def from_domain(cls, result: TestResult) -> TestResultOut:
+        return cls(
+            test_case_name=result.test_case_name,
+            score=result.score,
+            passed=result.passed,
+            input_data=result.input_data,
+            expected_output=result.expected_output,
+            actual_output=result.actual_output,
+            details=result.details,
+            execution_time_ms=result.execution_time_ms,
+            tokens_used=result.tokens_used,
+        )
+
+
+class EvaluationOut(BaseModel):
+    """An evaluation run; ``test_results`` only when read by id."""
+
+    id: str
+    prompt_id: str
+    provider: str
+    model: str
+    status: EvaluationStatus
+    overall_score: float | None
+    passed: bool | None
+    metrics: dict[str, Any] | None
+    error_message: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    test_results: list[TestResultOut] | None = None
+
+    @classmethod
+    def from_domain(cls, evaluation: Evaluation, *, with_results: bool) -> EvaluationOut:
+        metrics = evaluation.metrics
+        return cls(
+            id=evaluation.id,
+            prompt_id=evaluation.prompt_id,
+            provider=evaluation.provider,
+            model=evaluation.model,
+            status=evaluation.status,
+            overall_score=evaluation.overall_score,
+            passed=metrics.passed if metrics else None,
+            metrics=metrics.model_dump(mode="json") if metrics else None,
+            error_message=evaluation.error_message,
+            created_at=evaluation.created_at,
+            started_at=evaluation.started_at,
+            completed_at=evaluation.completed_at,
+            test_results=[TestResultOut.from_domain(r) for r in evaluation.results]
+            if with_results
+            else None,
+        )
+
+
+class EvaluationList(BaseModel):
+    """A prompt's evaluation runs, newest first."""
+
+    items: list[EvaluationOut]
+
+
+class ScoreBucket(BaseModel):
+    bucket: str
+    mean_score: float | None
+    runs: int
+
+
+class ScoreHistory(BaseModel):
+    """Mean score and number of completed runs per time bucket, oldest first."""
+
+    prompt_id: str
+    bucket: str
+    points: list[ScoreBucket]

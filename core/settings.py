@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         default_factory=lambda: {"openai": 60},
         description="Requests per minute per provider, shared by all workers (JSON).",
     )
+    provider_rate_window_s: float = Field(
+        60.0, gt=0, description="The window of PROVIDER_RPM (60 s: requests per minute)."
+    )
     evaluation_max_concurrency: int = Field(4, ge=1, le=64, description="Calls at once per run.")
     allow_echo_provider: bool | None = Field(
         None, description="The offline 'echo' provider; default: on in local, off elsewhere."

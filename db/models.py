@@ -161,6 +161,14 @@ class EvaluationModel(TimestampMixin, Base):
         Index("idx_evaluations_status", "status"),
         Index("idx_evaluations_created_at", "created_at"),
         Index("idx_evaluations_provider_model", "provider", "model"),
+        # Score history of a prompt (seed BP#10): completed runs by completion time.
+        Index(
+            "idx_evaluations_prompt_completed",
+            "prompt_id",
+            "completed_at",
+            "overall_score",
+            sqlite_where=text("status = 'completed'"),
+        ),
     )
 
 

@@ -49,6 +49,7 @@ class EvaluationMetrics(_Strict):
     total_tokens: int = Field(0, ge=0)
     mean_latency_ms: float | None = Field(None, ge=0)
     threshold: float | None = Field(None, ge=0, le=1)
+    passed: bool | None = None  # overall score reached the threshold
 
 
 def validated_json(model: type[M], value: object, *, column: str) -> M:

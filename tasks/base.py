@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery import Task
@@ -38,6 +39,8 @@ from workers.runtime import Runtime
 log = logging.getLogger("autoforge.jobs")
 
 JobLogic = Callable[[JobContext], JobOutcome]
+# Runs in the transaction that ends a job failed: the kind's domain rows follow the job.
+FailureHook = Callable[[Session, Job, JobError], None]
 
 
 def _error(exc: BaseException) -> JobError:
@@ -55,9 +58,12 @@ class LedgerTask(Task):  # type: ignore[misc]
         runtime: Runtime = self.app.autoforge_runtime
         return runtime
 
-    def run_job(self, job_id: str, logic: JobLogic) -> dict[str, Any]:
+    def run_job(
+        self, job_id: str, logic: JobLogic, *, on_failure: FailureHook | None = None
+    ) -> dict[str, Any]:
         runtime = self.runtime
         settings = runtime.settings
+        fail = partial(self._fail, on_failure=on_failure)
         policy = RetryPolicy(settings.job_retry_backoff_s, settings.job_retry_backoff_max_s)
         try:
             job = write_transaction(
@@ -70,10 +76,10 @@ class LedgerTask(Task):  # type: ignore[misc]
         if job is None:
             return self._not_claimed(job_id)
         if job.attempts > job.max_attempts:
-            self._fail(job, AttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
+            fail(job, AttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
             return {"failed": True}
 
-        context = JobContext(job=job, settings=settings, db=runtime.db)
+        context = JobContext(job=job, settings=settings, db=runtime.db, redis=runtime.redis)
         try:
             with LeaseKeeper(runtime.db, job, settings.job_lease_s):
                 outcome = logic(context)
@@ -82,19 +88,19 @@ class LedgerTask(Task):  # type: ignore[misc]
             log.info("job %s was cancelled or finished elsewhere; its effects are dropped", job_id)
             return {"superseded": True}
         except TransientError as exc:
-            return self._retry_or_fail(job, exc, policy)
+            return self._retry_or_fail(job, exc, policy, fail)
         except SoftTimeLimitExceeded:
             limit = settings.time_limit_s(str(job.kind))
-            self._fail(job, JobTimedOut(f"ran past its time limit ({limit} s)"))
+            fail(job, JobTimedOut(f"ran past its time limit ({limit} s)"))
             raise
         except PermanentError as exc:
-            self._fail(job, exc)
+            fail(job, exc)
             raise
         except (Retry, Reject):
             raise
         except Exception as exc:
             # A bug, not a condition we know: record it and never retry it.
-            self._fail(job, exc)
+            fail(job, exc)
             raise
         return {"succeeded": True, "attempt": job.attempts}
 
@@ -125,16 +131,27 @@ class LedgerTask(Task):  # type: ignore[misc]
 
         write_transaction(self.runtime.db, unit)
 
-    def _fail(self, job: Job, exc: BaseException) -> None:
+    def _fail(self, job: Job, exc: BaseException, *, on_failure: FailureHook | None) -> None:
         log.warning("job %s failed (%s): %s", job.id, type(exc).__name__, exc)
-        write_transaction(
-            self.runtime.db,
-            lambda s: JobRepository(s).fail(job.id, _error(exc), attempt=job.attempts),
-        )
+        error = _error(exc)
+        hook = on_failure
 
-    def _retry_or_fail(self, job: Job, exc: TransientError, policy: RetryPolicy) -> dict[str, Any]:
+        def unit(session: Session) -> None:
+            ended = JobRepository(session).fail(job.id, error, attempt=job.attempts)
+            if ended and hook is not None:
+                hook(session, job, error)
+
+        write_transaction(self.runtime.db, unit)
+
+    def _retry_or_fail(
+        self,
+        job: Job,
+        exc: TransientError,
+        policy: RetryPolicy,
+        fail: Callable[[Job, BaseException], None],
+    ) -> dict[str, Any]:
         if job.attempts >= job.max_attempts:
-            self._fail(job, exc)
+            fail(job, exc)
             return {"failed": True}
         countdown = policy.delay(job.attempts, retry_after=exc.retry_after)
         log.info(

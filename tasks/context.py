@@ -45,6 +45,7 @@ class JobContext:
     job: Job
     settings: Settings
     db: Database
+    redis: Callable[[], Any] = field(repr=False, default=lambda: None)
 
     @property
     def attempt(self) -> int:

@@ -9,13 +9,14 @@ from celery import Celery, signals
 from core.settings import Settings
 from db.database import Database
 from tasks.canary import tasks as canary_tasks
+from tasks.evaluation import tasks as evaluation_tasks
 from tasks.maintenance import tasks as maintenance_tasks
 from workers.beat import beat_schedule
 from workers.publisher import JobPublisher
 from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE, task_routes
 from workers.runtime import Runtime
 
-TASK_MODULES = (canary_tasks, maintenance_tasks)
+TASK_MODULES = (canary_tasks, evaluation_tasks, maintenance_tasks)
 
 
 def broker_url(settings: Settings) -> str:
@@ -68,7 +69,9 @@ def create_celery(settings: Settings) -> Celery:
         redbeat_lock_timeout=max(15, int(settings.sweeper_interval_s * 3)),
         beat_max_loop_interval=5,
     )
-    runtime = Runtime(settings=settings, db=Database(settings), publisher=JobPublisher(app))
+    runtime = Runtime(
+        settings=settings, db=Database(settings), publisher=JobPublisher(app), broker_url=url
+    )
     app.autoforge_runtime = runtime
     for module in TASK_MODULES:
         module.register(app, settings)

@@ -6,7 +6,11 @@ the process that uses them (see :class:`db.database.Database`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import threading
+from dataclasses import dataclass, field
+
+import redis
 
 from core.settings import Settings
 from db.database import Database
@@ -18,3 +22,17 @@ class Runtime:
     settings: Settings
     db: Database
     publisher: JobPublisher
+    broker_url: str = field(repr=False, default="")
+    _redis: redis.Redis | None = field(default=None, repr=False)
+    _redis_pid: int | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def redis(self) -> redis.Redis:
+        """A Redis client for this process (rate limits), made on first use after fork."""
+        with self._lock:
+            if self._redis is None or self._redis_pid != os.getpid():
+                self._redis = redis.Redis.from_url(
+                    self.broker_url, socket_connect_timeout=5, socket_timeout=10
+                )
+                self._redis_pid = os.getpid()
+            return self._redis

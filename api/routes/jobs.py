@@ -18,11 +18,17 @@ from api.pagination import InvalidCursor, decode_cursor, encode_cursor
 from api.resources import ApiResources, Resources
 from api.schemas import ErrorBody, JobOut, JobPage
 from core.errors import NotFound
+from db.repositories.evaluations import EvaluationRepository
 from db.repositories.jobs import JobCursor, JobRepository
+from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
+from domain.evaluations import Evaluation, EvaluationStatus
 from domain.jobs import Job, JobKind, JobStatus
 from tasks.canary.logic import CanaryArguments
-from workers.outbox import enqueue, publish_and_mark
+from tasks.evaluation.providers import known_providers
+from tasks.evaluation.render import TemplateError, check_cases
+from tasks.evaluation.spec import EvaluationSpec
+from workers.outbox import Enqueued, enqueue, publish_and_mark
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -58,6 +64,12 @@ def _accept(
     response: Response,
 ) -> JobOut:
     accepted = enqueue(resources.runtime, kind, arguments, idempotency_key=idempotency_key)
+    return _answer(resources, kind, accepted, response)
+
+
+def _answer(
+    resources: ApiResources, kind: JobKind, accepted: Enqueued, response: Response
+) -> JobOut:
     if accepted.created:
         resources.metrics.jobs_enqueued.labels(kind=str(kind)).inc()
     else:
@@ -80,6 +92,73 @@ def enqueue_canary(
     )
 
 
+@router.post("/evaluation", status_code=202, responses=_ENQUEUE_RESPONSES)
+def enqueue_evaluation(
+    spec: EvaluationSpec,
+    response: Response,
+    resources: Resources,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Run a prompt against test cases with an LLM provider and score the outputs.
+
+    The evaluation (``pending``) and its job are created in one transaction; the
+    evaluation has the job's id: follow progress at ``/v1/jobs/{id}``, read the results
+    at ``/v1/evaluations/{id}``. Problems that can be seen now (unknown provider, a
+    template variable without a value or a value without a placeholder, a scorer that is
+    not available) answer ``422`` naming the field.
+    """
+    settings = resources.settings
+    if spec.provider not in known_providers(settings):
+        _invalid(
+            ("body", "provider"),
+            f"unknown provider {spec.provider!r}; known: {', '.join(known_providers(settings))}",
+        )
+    if "similarity" in spec.scorer_types():
+        _invalid(
+            ("body", "test_cases"),
+            "the 'similarity' scorer needs the embedding provider, which is not available yet",
+        )
+    with resources.runtime.db.read_session() as session:
+        prompt = PromptRepository(session).get(spec.prompt_id)
+    if prompt is None:
+        _invalid(("body", "prompt_id"), f"prompt {spec.prompt_id} does not exist")
+    try:
+        check_cases(prompt.content, spec.test_cases, system_message=prompt.system_message)
+    except TemplateError as exc:
+        index = {case.name: i for i, case in enumerate(spec.test_cases)}
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "test_cases", index[problem.case_name], "variables"),
+                    "msg": problem.describe(),
+                }
+                for problem in exc.problems
+            ]
+        ) from None
+
+    def create_evaluation(session: Session, job: Job) -> None:
+        EvaluationRepository(session).add(
+            Evaluation(
+                id=job.id, prompt_id=spec.prompt_id, provider=spec.provider, model=spec.model
+            )
+        )
+
+    arguments = spec.model_dump(mode="json", by_alias=True)
+    accepted = enqueue(
+        resources.runtime,
+        JobKind.EVALUATION,
+        arguments,
+        idempotency_key=idempotency_key,
+        with_domain_rows=create_evaluation,
+    )
+    return _answer(resources, JobKind.EVALUATION, accepted, response)
+
+
+def _invalid(loc: tuple[str | int, ...], message: str) -> NoReturn:
+    raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
+
+
 @router.post(
     "/{kind}",
     status_code=202,
@@ -97,7 +176,7 @@ def enqueue_other(kind: str) -> NoReturn:
         )
     raise JobKindNotImplemented(
         f"Job kind {kind!r} cannot be enqueued yet: its request body is defined by its own "
-        "issue. Available now: canary.",
+        "issue. Available now: canary, evaluation.",
         extra={"kinds": list(KINDS)},
     )
 
@@ -157,6 +236,8 @@ def cancel_job(job_id: str, resources: Resources) -> JobOut:
         if job.status.is_final:
             raise JobStateConflict(f"Job {job_id} is already {job.status}.")
         jobs.cancel(job_id)
+        if job.kind is JobKind.EVALUATION:
+            _cancel_evaluation(session, job_id)
         return _existing(jobs, job_id), job.status is JobStatus.RUNNING
 
     cancelled, was_running = write_transaction(resources.runtime.db, unit)
@@ -181,6 +262,11 @@ def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
             raise JobStateConflict(
                 f"Only failed jobs can be retried; job {job_id} is {job.status}."
             )
+        if job.kind is JobKind.EVALUATION:
+            # An evaluation's status only moves forward (pending -> running -> final).
+            raise JobStateConflict(
+                "A failed evaluation is final; enqueue a new evaluation run instead."
+            )
         jobs.requeue_failed(job_id)
         return _existing(jobs, job_id)
 
@@ -188,6 +274,14 @@ def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
     publish_and_mark(resources.runtime, [requeued])
     response.headers["Location"] = _location(job_id)
     return JobOut.from_domain(requeued)
+
+
+def _cancel_evaluation(session: Session, evaluation_id: str) -> None:
+    """The evaluation of a cancelled job is cancelled in the same transaction."""
+    evaluations = EvaluationRepository(session)
+    evaluation = evaluations.get(evaluation_id, with_results=False)
+    if evaluation is not None and not evaluation.status.is_final:
+        evaluations.transition(evaluation_id, EvaluationStatus.CANCELLED)
 
 
 def _existing(jobs: JobRepository, job_id: str) -> Job:

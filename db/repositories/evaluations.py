@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidData
@@ -13,6 +14,16 @@ from db.column_types import utcnow
 from db.models import EvaluationModel, TestResultModel
 from domain.evaluations import ALLOWED_TRANSITIONS, Evaluation, EvaluationStatus, TestResult
 from domain.schemas import EvaluationMetrics, validated_json
+
+# strftime patterns per bucket; ISO-like labels that sort in time order.
+BUCKET_FORMATS = {"hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "week": "%Y-W%W", "month": "%Y-%m"}
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePoint:
+    bucket: str
+    mean_score: float | None
+    runs: int
 
 
 class EvaluationRepository:
@@ -61,6 +72,26 @@ class EvaluationRepository:
             .limit(limit)
         )
         return [_to_domain(row, ()) for row in self.session.scalars(query)]
+
+    def score_history(self, prompt_id: str, *, bucket: str) -> list[ScorePoint]:
+        """Mean score and number of completed runs per time bucket, oldest first.
+
+        Aggregated in SQL over the partial index ``idx_evaluations_prompt_completed``.
+        """
+        label = func.strftime(BUCKET_FORMATS[bucket], EvaluationModel.completed_at)
+        query = (
+            select(label, func.avg(EvaluationModel.overall_score), func.count())
+            .where(
+                EvaluationModel.prompt_id == prompt_id,
+                EvaluationModel.status == str(EvaluationStatus.COMPLETED),
+            )
+            .group_by(label)
+            .order_by(label)
+        )
+        return [
+            ScorePoint(bucket=str(b), mean_score=float(m) if m is not None else None, runs=int(n))
+            for b, m, n in self.session.execute(query)
+        ]
 
     def transition(
         self,

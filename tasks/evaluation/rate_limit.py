@@ -137,4 +137,4 @@ def limiter_for(client: redis.Redis, provider: str, settings: Settings) -> Limit
     per_minute = settings.provider_rpm.get(provider)
     if per_minute is None:
         return Unlimited()
-    return RateLimiter(client, provider, per_minute)
+    return RateLimiter(client, provider, per_minute, window_s=settings.provider_rate_window_s)

@@ -273,6 +273,7 @@ def _outcome(spec: EvaluationSpec, results: list[CaseResult]) -> RunOutcome:
         total_tokens=sum(r.tokens_used or 0 for r in results),
         mean_latency_ms=math.fsum(latencies) / len(latencies) if latencies else None,
         threshold=spec.threshold,
+        passed=overall >= spec.threshold,
     )
     return RunOutcome(
         results=tuple(results),

@@ -26,8 +26,8 @@ from tests.integration.test_api_support import (
 
 pytestmark = pytest.mark.integration
 
-OTHER_KINDS = ("evaluation", "embedding", "backup", "replica-sync")
-ALL_KINDS = ["canary", *OTHER_KINDS]
+OTHER_KINDS = ("embedding", "backup", "replica-sync")
+ALL_KINDS = ["canary", "evaluation", *OTHER_KINDS]
 
 
 @pytest.fixture

@@ -108,6 +108,7 @@ def test_an_echo_run_scores_every_case_and_aggregates() -> None:
         total_tokens=sum(r.tokens_used or 0 for r in outcome.results),
         mean_latency_ms=outcome.metrics.mean_latency_ms,
         threshold=0.75,
+        passed=True,
     )
     assert outcome.metrics.total_tokens == 2 + 6 + 4 + 2  # words in and out
 
