@@ -9,6 +9,7 @@ a start-up error naming the variable (unlike the reviewed code, seed section 1.1
 
 from __future__ import annotations
 
+import base64
 import re
 from functools import cached_property
 from pathlib import Path
@@ -137,6 +138,27 @@ class Settings(BaseSettings):
         None, description="The offline 'echo' provider; default: on in local, off elsewhere."
     )
 
+    # --- backups ------------------------------------------------------------------------
+    backup_storage: Literal["local", "s3"] = "local"
+    backup_dir: Path = Field(Path("data/backups"), description="local storage folder")
+    backup_s3_bucket: str | None = None
+    backup_s3_prefix: str = "autoforge/backups/"
+    backup_s3_endpoint_url: str | None = Field(None, description="R2, MinIO, ...; unset: AWS")
+    backup_s3_region: str = "auto"
+    backup_s3_access_key_id: str | None = None
+    backup_s3_secret_access_key: SecretStr | None = Field(None, repr=False)
+    backup_multipart_threshold_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    backup_compression: Literal["zstd", "gzip", "none"] = "zstd"
+    backup_encryption_key: SecretStr | None = Field(
+        None, repr=False, description="base64 of 32 random bytes; AES-256-GCM when set"
+    )
+    backup_step_pages: int = Field(256, ge=1, description="pages copied per backup step")
+    backup_step_pause_ms: float = Field(5.0, ge=0, description="pause between steps")
+    backup_keep_daily: int = Field(7, ge=0)
+    backup_keep_weekly: int = Field(4, ge=0)
+    backup_keep_monthly: int = Field(12, ge=0)
+    restore_drill_cron: str = "30 4 * * 0"
+
     ledger_retention_days: float = Field(30.0, gt=0)
     prune_cron: str = "17 4 * * *"
     backup_cron: str = "0 3 * * *"
@@ -179,13 +201,25 @@ class Settings(BaseSettings):
                 f"CELERY_VISIBILITY_TIMEOUT_S ({self.celery_visibility_timeout_s}) must exceed "
                 f"the longest job time limit and retry delay ({longest_wait:g} s)"
             )
+        if self.backup_storage == "s3" and not self.backup_s3_bucket:
+            raise ValueError("BACKUP_STORAGE=s3 requires BACKUP_S3_BUCKET")
+        if self.backup_encryption_key is not None:
+            try:
+                key = base64.b64decode(self.backup_encryption_key.get_secret_value(), validate=True)
+            except ValueError:
+                key = b""
+            if len(key) != 32:
+                raise ValueError(
+                    "BACKUP_ENCRYPTION_KEY must be base64 of exactly 32 bytes (make one with "
+                    "`autoforge backup new-key`)"
+                )
         if self.app_env != "local" and (
             self.redis_url is None or not self.redis_url.get_secret_value()
         ):
             raise ValueError(f"APP_ENV={self.app_env} requires REDIS_URL")
         return self
 
-    @field_validator("prune_cron", "backup_cron", "replica_sync_cron")
+    @field_validator("prune_cron", "backup_cron", "replica_sync_cron", "restore_drill_cron")
     @classmethod
     def _five_cron_fields(cls, value: str) -> str:
         fields = value.split()
@@ -269,6 +303,8 @@ class Settings(BaseSettings):
         """Every secret value configured, so log output can be scrubbed of them."""
         values: list[str] = []
         for item in (
+            self.backup_encryption_key,
+            self.backup_s3_secret_access_key,
             self.openai_api_key,
             self.turso_auth_token,
             self.turso_staging_auth_token,
