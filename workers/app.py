@@ -37,6 +37,9 @@ def create_celery(settings: Settings) -> Celery:
         # Rescan for messages of dead workers often (default is ~100 s between scans).
         "unacked_restore_interval": settings.celery_unacked_restore_interval_s,
         "unacked_restore_throttle": 1,
+        # The rescan's mutex: a worker killed while holding it would block every other
+        # worker's rescans for kombu's default 300 s.
+        "unacked_mutex_expire": 15,
         "socket_connect_timeout": 5,
     }
     app.conf.update(
