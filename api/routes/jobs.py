@@ -25,7 +25,7 @@ from db.transaction import write_transaction
 from domain.evaluations import Evaluation, EvaluationStatus
 from domain.jobs import Job, JobKind, JobStatus
 from tasks.canary.logic import CanaryArguments
-from tasks.evaluation.providers import known_providers
+from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
 from tasks.evaluation.spec import EvaluationSpec
 from workers.outbox import Enqueued, enqueue, publish_and_mark
@@ -109,15 +109,18 @@ def enqueue_evaluation(
     """
     settings = resources.settings
     if spec.provider not in known_providers(settings):
-        _invalid(
-            ("body", "provider"),
-            f"unknown provider {spec.provider!r}; known: {', '.join(known_providers(settings))}",
-        )
-    if "similarity" in spec.scorer_types():
-        _invalid(
-            ("body", "test_cases"),
-            "the 'similarity' scorer needs the embedding provider, which is not available yet",
-        )
+        try:
+            provider_for(spec.provider, settings).close()
+        except UnknownProvider as exc:  # its message says why (unknown, or disabled here)
+            _invalid(("body", "provider"), str(exc))
+    for i, case in enumerate(spec.test_cases):
+        for j, scorer in enumerate(case.scorers):
+            if scorer.type == "similarity":
+                _invalid(
+                    ("body", "test_cases", i, "scorers", j),
+                    f"case {case.name!r}: the 'similarity' scorer needs the embedding "
+                    "provider, which is not available yet",
+                )
     with resources.runtime.db.read_session() as session:
         prompt = PromptRepository(session).get(spec.prompt_id)
     if prompt is None:

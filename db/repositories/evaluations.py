@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidData
@@ -68,7 +68,7 @@ class EvaluationRepository:
         query = (
             select(EvaluationModel)
             .where(EvaluationModel.prompt_id == prompt_id)
-            .order_by(EvaluationModel.created_at.desc())
+            .order_by(EvaluationModel.created_at.desc(), EvaluationModel.id.desc())
             .limit(limit)
         )
         return [_to_domain(row, ()) for row in self.session.scalars(query)]
@@ -78,7 +78,11 @@ class EvaluationRepository:
 
         Aggregated in SQL over the partial index ``idx_evaluations_prompt_completed``.
         """
-        label = func.strftime(BUCKET_FORMATS[bucket], EvaluationModel.completed_at)
+        # The format is a literal, not a bound parameter: SQLite then sees that SELECT,
+        # GROUP BY and ORDER BY name the same expression and sorts only once.
+        label = func.strftime(
+            literal_column(f"'{BUCKET_FORMATS[bucket]}'"), EvaluationModel.completed_at
+        )
         query = (
             select(label, func.avg(EvaluationModel.overall_score), func.count())
             .where(

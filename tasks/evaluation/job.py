@@ -8,11 +8,12 @@ one write transaction at the end, so nobody ever sees half a run.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from sqlalchemy.orm import Session
 
-from core.errors import NotFound
+from core.errors import NotFound, TransientError
 from db.repositories.evaluations import EvaluationRepository
 from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
@@ -25,6 +26,8 @@ from tasks.evaluation.providers import provider_for
 from tasks.evaluation.rate_limit import limiter_for
 from tasks.evaluation.run import run_evaluation
 from tasks.evaluation.spec import parse_spec
+
+log = logging.getLogger("autoforge.jobs.evaluation")
 
 PROGRESS_EVERY_S = 1.0  # at most one progress write per second
 
@@ -41,8 +44,12 @@ def run_evaluation_job(context: JobContext) -> JobOutcome:
         now = time.monotonic()
         if done == total or now - last_report >= PROGRESS_EVERY_S:
             last_report = now
-            # Keep 1.0 for the final commit: "done" means results are stored.
-            context.report_progress(min(done / total, 0.99))
+            try:
+                # Keep 1.0 for the final commit: "done" means results are stored.
+                context.report_progress(min(done / total, 0.99))
+            except TransientError:
+                # Progress is informational: never abort (and repeat) the provider calls.
+                log.warning("could not record the progress of job %s", context.job.id)
 
     provider = provider_for(spec.provider, settings)
     try:

@@ -42,6 +42,7 @@ from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
 from tests.conftest import make_settings
 from workers.app import create_celery
+from workers.queues import ALL_QUEUES
 from workers.runtime import Runtime
 
 with warnings.catch_warnings():
@@ -457,7 +458,7 @@ class Pipeline:
             except Exception as exc:  # describing must not hide the original failure
                 parts.append(f"ledger row of {job_id} unreadable: {exc!r}")
         try:
-            queues = {name: self.queue_length(name) for name in ("canary", "maintenance")}
+            queues = {name: self.queue_length(name) for name in ALL_QUEUES}
             parts.append(f"redis queue lengths: {queues}")
         except redis.RedisError as exc:
             parts.append(f"redis unreadable: {exc!r}")
