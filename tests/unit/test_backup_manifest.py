@@ -1,0 +1,88 @@
+"""The manifest: JSON round trip, UTC times, safe ids, and the choice of ``--at``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from tasks.backup.errors import BackupNotFound
+from tasks.backup.manifest import (
+    BackupManifest,
+    EncryptionInfo,
+    StoredObject,
+    data_key,
+    is_backup_id,
+    new_backup_id,
+)
+from tasks.backup.service import pick_backup
+
+T0 = datetime(2026, 11, 5, 3, 0, tzinfo=UTC)
+
+
+def manifest(created_at: datetime = T0, *, verified: bool = True) -> BackupManifest:
+    backup_id = new_backup_id(created_at)
+    return BackupManifest(
+        id=backup_id,
+        created_at=created_at,
+        source="libSQL file /srv/autoforge.db",
+        method="snapshot",
+        schema_revision="0005",
+        table_counts={"prompts": 3},
+        table_checksums={"prompts": "ab" * 32},
+        raw_size_bytes=4096,
+        stored_size_bytes=1000,
+        stored_sha256="cd" * 32,
+        compression="zstd",
+        encryption=EncryptionInfo(key_id="0123456789abcdef", chunk_bytes=1 << 20),
+        stored=StoredObject(backend="local", key=data_key(backup_id, "zstd", True), location="x"),
+        duration_s=1.5,
+        verified_at=created_at + timedelta(seconds=2) if verified else None,
+    )
+
+
+def test_json_round_trip() -> None:
+    original = manifest()
+    assert BackupManifest.from_json(original.to_json()) == original
+    assert original.stored.key == f"{original.id}.db.zst.enc"
+
+
+def test_times_are_stored_in_utc() -> None:
+    tokyo = timezone(timedelta(hours=9))
+    stored = manifest(T0.astimezone(tokyo))
+    assert stored.created_at.tzinfo == UTC
+    assert stored.created_at == T0
+    assert '"2026-11-05T03:00:00Z"' in stored.to_json()
+
+
+def test_naive_times_and_bad_ids_are_rejected() -> None:
+    data = manifest().model_dump()
+    with pytest.raises(ValidationError):
+        BackupManifest.model_validate({**data, "created_at": datetime(2026, 1, 1)})
+    with pytest.raises(ValidationError):
+        BackupManifest.model_validate({**data, "id": "../../etc/passwd"})
+    assert is_backup_id(new_backup_id(T0))
+    assert not is_backup_id("20261105T030000Z-3fa91c/..")
+
+
+def test_newer_manifests_with_unknown_fields_still_load() -> None:
+    data = manifest().model_dump(mode="json")
+    assert BackupManifest.model_validate({**data, "added_later": 1}).id == data["id"]
+
+
+def test_at_picks_the_newest_verified_backup_at_or_before_the_time() -> None:
+    monday = manifest(T0)
+    tuesday = manifest(T0 + timedelta(days=1))
+    wednesday_failed = manifest(T0 + timedelta(days=2), verified=False)
+    thursday = manifest(T0 + timedelta(days=3))
+    catalogue = [thursday, wednesday_failed, tuesday, monday]
+
+    assert pick_backup(catalogue, T0 + timedelta(days=2, hours=5)) == tuesday
+    assert pick_backup(catalogue, T0 + timedelta(days=1)) == tuesday  # "at" is inclusive
+    assert pick_backup(catalogue, T0 + timedelta(days=1) - timedelta(seconds=1)) == monday
+    assert pick_backup(catalogue, T0 + timedelta(days=30)) == thursday
+    # A naive time is read as UTC.
+    assert pick_backup(catalogue, (T0 + timedelta(days=1)).replace(tzinfo=None)) == tuesday
+    with pytest.raises(BackupNotFound, match="oldest verified backup is from 2026-11-05"):
+        pick_backup(catalogue, T0 - timedelta(seconds=1))
