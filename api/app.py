@@ -16,7 +16,7 @@ from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.resources import ApiResources
-from api.routes import evaluations, health, jobs, metrics, prompts
+from api.routes import backups, evaluations, health, jobs, metrics, prompts
 from api.schemas import ErrorBody
 from core.settings import Settings
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     v1.include_router(jobs.router)
     v1.include_router(prompts.router)
     v1.include_router(evaluations.router)
+    v1.include_router(backups.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)

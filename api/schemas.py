@@ -15,6 +15,7 @@ from domain.evaluations import Evaluation, EvaluationStatus, TestResult
 from domain.jobs import Job, JobKind, JobStatus
 from domain.prompts import Prompt, PromptStatus
 from domain.schemas import MetaKey, MetaValue, PromptTags
+from tasks.backup.manifest import BackupManifest
 
 
 class _Request(BaseModel):
@@ -276,3 +277,47 @@ class ScoreHistory(BaseModel):
     prompt_id: str
     bucket: str
     points: list[ScoreBucket]
+
+
+class BackupOut(BaseModel):
+    """One entry of the backup catalogue."""
+
+    id: str
+    created_at: datetime
+    source: str
+    method: str
+    schema_revision: str | None
+    table_counts: dict[str, int]
+    raw_size_bytes: int
+    stored_size_bytes: int
+    stored_sha256: str
+    compression: str
+    encrypted: bool
+    location: str
+    verified_at: datetime | None
+    verification_error: str | None
+
+    @classmethod
+    def from_manifest(cls, manifest: BackupManifest) -> BackupOut:
+        return cls(
+            id=manifest.id,
+            created_at=manifest.created_at,
+            source=manifest.source,
+            method=manifest.method,
+            schema_revision=manifest.schema_revision,
+            table_counts=manifest.table_counts,
+            raw_size_bytes=manifest.raw_size_bytes,
+            stored_size_bytes=manifest.stored_size_bytes,
+            stored_sha256=manifest.stored_sha256,
+            compression=manifest.compression,
+            encrypted=manifest.encryption is not None,
+            location=manifest.stored.location,
+            verified_at=manifest.verified_at,
+            verification_error=manifest.verification_error,
+        )
+
+
+class BackupList(BaseModel):
+    """The backup catalogue, newest first."""
+
+    items: list[BackupOut]

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cli.backup import register as register_backup
 from cli.jobs import enqueue, jobs_app
 from core.errors import AutoforgeError, ConfigurationError
 from core.logging import configure_logging
@@ -237,6 +238,9 @@ def config_show(as_json: JsonFlag = False) -> None:
                 typer.echo(f"{key}: {value}")
 
     _run(body)
+
+
+app.add_typer(register_backup(_settings, _run), name="backup")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from celery import Celery, signals
 
 from core.settings import Settings
 from db.database import Database
+from tasks.backup import tasks as backup_tasks
 from tasks.canary import tasks as canary_tasks
 from tasks.evaluation import tasks as evaluation_tasks
 from tasks.maintenance import tasks as maintenance_tasks
@@ -16,7 +17,7 @@ from workers.publisher import JobPublisher
 from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE, task_routes
 from workers.runtime import Runtime
 
-TASK_MODULES = (canary_tasks, evaluation_tasks, maintenance_tasks)
+TASK_MODULES = (backup_tasks, canary_tasks, evaluation_tasks, maintenance_tasks)
 
 
 def broker_url(settings: Settings) -> str:

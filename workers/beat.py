@@ -13,7 +13,7 @@ from celery.schedules import crontab
 
 from core.errors import ConfigurationError
 from core.settings import Settings
-from workers.queues import PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+from workers.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 
 
 def parse_cron(expression: str, *, variable: str) -> crontab:
@@ -40,8 +40,18 @@ def parse_cron(expression: str, *, variable: str) -> crontab:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The schedule entries. Backups and replica syncs are added by their issues."""
+    """The schedule entries. Replica syncs are added by their issue."""
     return {
+        "nightly-backup": {
+            "task": ENQUEUE_SCHEDULED_TASK,
+            "schedule": parse_cron(settings.backup_cron, variable="BACKUP_CRON"),
+            "args": ("backup", {"mode": "backup", "prune": True}, "%Y-%m-%d"),
+        },
+        "restore-drill": {
+            "task": ENQUEUE_SCHEDULED_TASK,
+            "schedule": parse_cron(settings.restore_drill_cron, variable="RESTORE_DRILL_CRON"),
+            "args": ("backup", {"mode": "drill", "prune": True}, "%G-W%V"),
+        },
         "sweep-outbox": {
             "task": SWEEP_OUTBOX_TASK,
             "schedule": timedelta(seconds=settings.sweeper_interval_s),

@@ -28,6 +28,7 @@ ROUTES: dict[JobKind, KindRoute] = {
 # Housekeeping tasks (beat-scheduled) run on the maintenance queue.
 SWEEP_OUTBOX_TASK = "autoforge.maintenance.sweep_outbox"
 PRUNE_LEDGER_TASK = "autoforge.maintenance.prune_ledger"
+ENQUEUE_SCHEDULED_TASK = "autoforge.maintenance.enqueue_scheduled"
 MAINTENANCE_QUEUE = "maintenance"
 
 ALL_QUEUES: tuple[str, ...] = tuple(dict.fromkeys(r.queue for r in ROUTES.values()))
@@ -35,6 +36,6 @@ ALL_QUEUES: tuple[str, ...] = tuple(dict.fromkeys(r.queue for r in ROUTES.values
 
 def task_routes() -> dict[str, dict[str, str]]:
     routes = {route.task_name: {"queue": route.queue} for route in ROUTES.values()}
-    for name in (SWEEP_OUTBOX_TASK, PRUNE_LEDGER_TASK):
+    for name in (SWEEP_OUTBOX_TASK, PRUNE_LEDGER_TASK, ENQUEUE_SCHEDULED_TASK):
         routes[name] = {"queue": MAINTENANCE_QUEUE}
     return routes

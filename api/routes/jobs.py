@@ -24,6 +24,7 @@ from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
 from domain.evaluations import Evaluation, EvaluationStatus
 from domain.jobs import Job, JobKind, JobStatus
+from tasks.backup.job import BackupArguments
 from tasks.canary.logic import CanaryArguments
 from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
@@ -89,6 +90,21 @@ def enqueue_canary(
     times, then writes one effect row keyed by its id. It exercises the whole pipeline."""
     return _accept(
         resources, JobKind.CANARY, arguments.model_dump(mode="json"), idempotency_key, response
+    )
+
+
+@router.post("/backup", status_code=202, responses=_ENQUEUE_RESPONSES)
+def enqueue_backup(
+    arguments: BackupArguments,
+    response: Response,
+    resources: Resources,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Take a consistent online backup now (verified, stored, retention applied), or with
+    ``{"mode": "drill"}`` restore the newest backup into a temporary file and check it.
+    The catalogue is at ``/v1/backups``."""
+    return _accept(
+        resources, JobKind.BACKUP, arguments.model_dump(mode="json"), idempotency_key, response
     )
 
 
@@ -179,7 +195,7 @@ def enqueue_other(kind: str) -> NoReturn:
         )
     raise JobKindNotImplemented(
         f"Job kind {kind!r} cannot be enqueued yet: its request body is defined by its own "
-        "issue. Available now: canary, evaluation.",
+        "issue. Available now: canary, evaluation, backup.",
         extra={"kinds": list(KINDS)},
     )
 

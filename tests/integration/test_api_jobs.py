@@ -26,8 +26,8 @@ from tests.integration.test_api_support import (
 
 pytestmark = pytest.mark.integration
 
-OTHER_KINDS = ("embedding", "backup", "replica-sync")
-ALL_KINDS = ["canary", "evaluation", *OTHER_KINDS]
+OTHER_KINDS = ("embedding", "replica-sync")
+ALL_KINDS = ["canary", "evaluation", "embedding", "backup", "replica-sync"]
 
 
 @pytest.fixture
