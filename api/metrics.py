@@ -22,10 +22,7 @@ from prometheus_client.core import (
     Metric,
     SummaryMetricFamily,
 )
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from workers.queues import ALL_QUEUES
 from workers.runtime import Runtime
@@ -50,7 +47,17 @@ class LedgerCollector:
         return list(self._families())
 
     def collect(self) -> Iterable[Metric]:
-        jobs, backlog, retries, durations, queue_depth, up, lock_retries = self._families()
+        (
+            jobs,
+            backlog,
+            retries,
+            durations,
+            queue_depth,
+            up,
+            lock_retries,
+            backups,
+            backup_last,
+        ) = self._families()
         collected: list[Metric] = []
         try:
             with self._runtime.db.read_session() as session:
@@ -58,16 +65,20 @@ class LedgerCollector:
                 for kind, status, count in repository.counts():
                     jobs.add_metric([kind, status], count)
                 backlog.add_metric([], repository.outbox_backlog())
-                for kind, total in retry_totals(session):
+                for kind, total in repository.retry_totals():
                     retries.add_metric([kind], total)
-                for kind, count, seconds in duration_totals(session):
+                for kind, count, seconds in repository.duration_totals():
                     durations.add_metric([kind], count, seconds)
+                for mode, status, count, last in repository.backup_outcomes():
+                    backups.add_metric([mode, status], count)
+                    if status == "succeeded" and last is not None:
+                        backup_last.add_metric([mode], last)
         except Exception as exc:  # a scrape must not fail because the database did
             log.warning("metrics: cannot read the job ledger: %s", type(exc).__name__)
             up.add_metric(["database"], 0)
         else:
             up.add_metric(["database"], 1)
-            collected += [jobs, backlog, retries, durations]
+            collected += [jobs, backlog, retries, durations, backups, backup_last]
         try:
             depths = [(queue, _llen(self._redis, queue)) for queue in ALL_QUEUES]
         except redis.RedisError as exc:
@@ -90,6 +101,8 @@ class LedgerCollector:
         GaugeMetricFamily,
         GaugeMetricFamily,
         CounterMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
     ]:
         return (
             GaugeMetricFamily(
@@ -122,6 +135,17 @@ class LedgerCollector:
                 f"{PREFIX}_db_lock_retries",
                 "Write units this process re-ran because the database was locked.",
             ),
+            GaugeMetricFamily(
+                f"{PREFIX}_backup_jobs",
+                "Backup jobs in the ledger by mode (backup, drill) and status; a failed "
+                "drill is a failed job.",
+                labels=["mode", "status"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_backup_last_success_timestamp_seconds",
+                "When the newest successful backup job of each mode finished (Unix time).",
+                labels=["mode"],
+            ),
         )
 
 
@@ -130,28 +154,6 @@ def _llen(client: redis.Redis, queue: str) -> int:
     depth = client.llen(queue)
     assert isinstance(depth, int)
     return depth
-
-
-# The two aggregates below belong with JobRepository's other metrics queries
-# (``counts``, ``outbox_backlog``); they live here until that module takes them.
-
-
-def retry_totals(session: Session) -> list[tuple[str, int]]:
-    """(kind, attempts beyond the first) over the jobs in the ledger."""
-    extra = func.sum(func.max(JobModel.attempts - 1, 0))
-    rows = session.execute(select(JobModel.kind, extra).group_by(JobModel.kind))
-    return [(kind, int(total or 0)) for kind, total in rows]
-
-
-def duration_totals(session: Session) -> list[tuple[str, int, float]]:
-    """(kind, number, total seconds) of finished jobs that started."""
-    seconds = (func.julianday(JobModel.finished_at) - func.julianday(JobModel.started_at)) * 86400
-    rows = session.execute(
-        select(JobModel.kind, func.count(), func.sum(seconds))
-        .where(JobModel.finished_at.is_not(None), JobModel.started_at.is_not(None))
-        .group_by(JobModel.kind)
-    )
-    return [(kind, int(count), float(total or 0.0)) for kind, count, total in rows]
 
 
 class ApiMetrics:

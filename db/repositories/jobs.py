@@ -310,6 +310,38 @@ class JobRepository:
         )
         return [(kind, status, int(count)) for kind, status, count in rows]
 
+    def retry_totals(self) -> list[tuple[str, int]]:
+        """(kind, attempts beyond the first) over the jobs in the ledger."""
+        extra = func.sum(func.max(JobModel.attempts - 1, 0))
+        rows = self.session.execute(select(JobModel.kind, extra).group_by(JobModel.kind))
+        return [(kind, int(total or 0)) for kind, total in rows]
+
+    def duration_totals(self) -> list[tuple[str, int, float]]:
+        """(kind, number, total seconds) of finished jobs that started."""
+        seconds = (
+            func.julianday(JobModel.finished_at) - func.julianday(JobModel.started_at)
+        ) * 86400
+        rows = self.session.execute(
+            select(JobModel.kind, func.count(), func.sum(seconds))
+            .where(JobModel.finished_at.is_not(None), JobModel.started_at.is_not(None))
+            .group_by(JobModel.kind)
+        )
+        return [(kind, int(count), float(total or 0.0)) for kind, count, total in rows]
+
+    def backup_outcomes(self) -> list[tuple[str, str, int, float | None]]:
+        """(mode, status, number, newest finish as Unix time) of backup jobs."""
+        mode = func.coalesce(func.json_extract(JobModel.arguments, "$.mode"), "backup")
+        newest = func.max((func.julianday(JobModel.finished_at) - 2440587.5) * 86400)
+        rows = self.session.execute(
+            select(mode, JobModel.status, func.count(), newest)
+            .where(JobModel.kind == str(JobKind.BACKUP))
+            .group_by(mode, JobModel.status)
+        )
+        return [
+            (str(m), str(status), int(count), float(last) if last is not None else None)
+            for m, status, count, last in rows
+        ]
+
     def outbox_backlog(self) -> int:
         """Queued jobs that were never handed to the broker."""
         return int(
