@@ -45,10 +45,30 @@ class Database:
         self._pid: int | None = None
         self._engine: Engine | None = None
         self._factories: dict[str, sessionmaker[Session]] = {}
+        #: Serializes write transactions of this process's threads on a local file. The
+        #: libSQL SDK keeps the GIL while a statement waits out ``busy_timeout``, so a
+        #: thread waiting for the write lock would stop the thread holding it from
+        #: committing: both would stall for the whole timeout. SQLite has one writer at a
+        #: time anyway; other processes still meet through ``busy_timeout``.
+        self.write_lock: threading.Lock | None = (
+            threading.Lock() if settings.database.is_local else None
+        )
+        self._lock_pid = os.getpid()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Database({self.settings.database.describe()})"
+
+    def check_process(self) -> None:
+        """Call before taking ``write_lock``: a forked child gets a fresh one."""
+        self._after_fork(os.getpid())
+
+    def _after_fork(self, pid: int) -> None:
+        """A lock inherited through fork may be held by a thread that did not come along:
+        the new process needs its own (replaced once per process, never while in use)."""
+        if self.write_lock is not None and self._lock_pid != pid:
+            self.write_lock = threading.Lock()
+            self._lock_pid = pid
 
     @property
     def engine(self) -> Engine:
@@ -68,6 +88,7 @@ class Database:
                         for mode in ("DEFERRED", "IMMEDIATE")
                     }
                     self._pid = pid
+
         return self._engine
 
     def dispose(self) -> None:

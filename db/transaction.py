@@ -65,6 +65,14 @@ def write_transaction(db: Database, work: Callable[[Session], T]) -> T:
 
 
 def _run_once(db: Database, work: Callable[[Session], T]) -> T:
+    db.check_process()
+    if db.write_lock is None:
+        return _attempt(db, work)
+    with db.write_lock:
+        return _attempt(db, work)
+
+
+def _attempt(db: Database, work: Callable[[Session], T]) -> T:
     db.stats.add(attempts=1)
     session = db.write_session()
     try:

@@ -35,8 +35,11 @@ class BackupArguments(BaseModel):
         description="backup: take, verify and store a backup; drill: restore the newest "
         "backup into a temporary file and check it against its manifest.",
     )
+    # Off for on-demand backups: retention keeps one backup per day, so pruning would drop
+    # an earlier backup of the same day (say, one taken before a migration). The nightly
+    # schedule prunes.
     prune: bool = Field(
-        True, description="After a backup, delete backups the retention policy does not keep."
+        False, description="After a backup, delete backups the retention policy does not keep."
     )
 
 

@@ -308,7 +308,12 @@ def restore_backup(
             replaced = _swap_into_place(partial, target)
         finally:
             _remove_database_files(partial)
-    log.info("restored %s onto %s (previous file kept as %s)", manifest.id, target, replaced)
+    log.info(
+        "restored %s onto %s%s",
+        manifest.id,
+        target,
+        f" (previous file kept as {replaced})" if replaced else "",
+    )
     return RestoreReport(manifest, target, replaced, chosen, report)
 
 

@@ -311,3 +311,38 @@ def test_read_session_does_not_take_the_write_lock(database: Database, db_path: 
             other.execute("ROLLBACK")
         other.close()
     assert _prompt_count(database) == 0
+
+
+# 6. Threads of one process take turns instead of meeting in busy_timeout.
+
+
+def test_threads_of_one_process_take_turns_without_lock_errors(
+    make_database: DatabaseFactory,
+) -> None:
+    """The SDK keeps the GIL while it waits on busy_timeout: a thread waiting there would
+    stop the holder from committing. The per-process write lock makes them queue instead,
+    so no attempt ever meets a busy database."""
+    db = make_database(db_busy_timeout_ms=3000)
+    inside = threading.Barrier(2, timeout=20)
+    errors: list[BaseException] = []
+
+    def unit(session: Session) -> None:
+        PromptRepository(session).add(_prompt())
+        time.sleep(0.1)  # hold the write lock while the other thread arrives
+
+    def writer() -> None:
+        try:
+            inside.wait()
+            write_transaction(db, unit)
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert _prompt_count(db) == 2
+    assert db.stats.lock_retries == 0
+    assert db.stats.attempts == 2
