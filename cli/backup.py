@@ -13,13 +13,14 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from core.settings import Settings
-from tasks.backup.job import manifest_summary
-from tasks.backup.manifest import BackupManifest
+
+if TYPE_CHECKING:
+    from tasks.backup.manifest import BackupManifest
 
 backup_app = typer.Typer(
     help="Backups of the database: create, list, verify, restore, prune.",
@@ -78,6 +79,7 @@ def register(settings_factory: Any, run: Any) -> typer.Typer:
     def create(as_json: JsonFlag = False) -> None:
         """Take a consistent online backup now, verify it and store it."""
         from db.database import Database
+        from tasks.backup.job import manifest_summary
         from tasks.backup.service import create_backup
 
         def body() -> None:
