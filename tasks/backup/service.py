@@ -393,14 +393,21 @@ def _check_stored(
             failed = manifest.model_copy(
                 update={"verified_at": None, "verification_error": exc.message}
             )
-            catalogue.save(storage, failed)
+            _record(storage, failed)
             log.error("backup %s failed verification: %s", manifest.id, exc.message)
             return failed, None, exc
     passed = manifest.model_copy(
         update={"verified_at": datetime.now(UTC), "verification_error": None}
     )
-    catalogue.save(storage, passed)
+    _record(storage, passed)
     return passed, report, None
+
+
+def _record(storage: BackupStorage, manifest: BackupManifest) -> None:
+    """Save a verification outcome, unless a prune removed the backup meanwhile: saving
+    would bring its manifest back with no data behind it."""
+    if storage.exists(manifest.manifest_key):
+        catalogue.save(storage, manifest)
 
 
 def _download(storage: BackupStorage, manifest: BackupManifest, work: Path) -> Path:
