@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.column_types import utcnow
 from db.models import JobModel
@@ -131,11 +132,7 @@ class JobRepository:
         now = utcnow()
         result = self.session.execute(
             update(JobModel)
-            .where(
-                JobModel.id == job_id,
-                JobModel.status == str(JobStatus.RUNNING),
-                JobModel.attempts == attempt,
-            )
+            .where(*_owned_by(job_id, attempt))
             .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
         )
         return _changed(result)
@@ -143,11 +140,7 @@ class JobRepository:
     def set_progress(self, job_id: str, *, attempt: int, progress: float) -> bool:
         result = self.session.execute(
             update(JobModel)
-            .where(
-                JobModel.id == job_id,
-                JobModel.status == str(JobStatus.RUNNING),
-                JobModel.attempts == attempt,
-            )
+            .where(*_owned_by(job_id, attempt))
             .values(progress=min(max(progress, 0.0), 1.0), updated_at=utcnow())
         )
         return _changed(result)
@@ -158,11 +151,7 @@ class JobRepository:
         now = utcnow()
         changed = self.session.execute(
             update(JobModel)
-            .where(
-                JobModel.id == job_id,
-                JobModel.status == str(JobStatus.RUNNING),
-                JobModel.attempts == attempt,
-            )
+            .where(*_owned_by(job_id, attempt))
             .values(
                 status=str(JobStatus.SUCCEEDED),
                 result=result,
@@ -183,11 +172,7 @@ class JobRepository:
         now = utcnow()
         changed = self.session.execute(
             update(JobModel)
-            .where(
-                JobModel.id == job_id,
-                JobModel.status == str(JobStatus.RUNNING),
-                JobModel.attempts == attempt,
-            )
+            .where(*_owned_by(job_id, attempt))
             .values(
                 status=str(JobStatus.QUEUED),
                 error_kind=error.kind,
@@ -352,6 +337,16 @@ class JobRepository:
             )
             or 0
         )
+
+
+def _owned_by(job_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
+    """The job is running and this attempt still owns it: the guard of every change a
+    worker makes, so a superseded or cancelled attempt changes nothing."""
+    return (
+        JobModel.id == job_id,
+        JobModel.status == str(JobStatus.RUNNING),
+        JobModel.attempts == attempt,
+    )
 
 
 def _changed(result: Any) -> bool:
