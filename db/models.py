@@ -283,3 +283,19 @@ class CanaryEffectModel(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), nullable=False, default=utcnow, comment="作成日時"
     )
+
+
+class JobStatModel(Base):
+    """Statistics of the job ledger, kept by triggers on ``jobs`` (migration 0007).
+
+    Read-only for the application: the triggers write it in the same transaction as the
+    change of the job, and metrics read it (:mod:`db.repositories.job_stats`).
+    """
+
+    __tablename__ = "job_stats"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True, comment="統計名")
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True, comment="ジョブ種別")
+    status: Mapped[str] = mapped_column(String(16), primary_key=True, comment="ジョブステータス")
+    le: Mapped[str] = mapped_column(String(16), primary_key=True, comment="ヒストグラム上限")
+    value: Mapped[float] = mapped_column(Float(), nullable=False, comment="値")
