@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from api.auth import require_api_key
 from api.errors import install_error_handlers
+from api.http_metrics import HttpMetrics, RequestMetrics
 from api.limits import BodySizeLimit
 from api.resources import ApiResources
 from api.routes import backups, evaluations, health, jobs, metrics, prompts
@@ -48,6 +49,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    # Outermost, so refused bodies and errors are counted too.
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(RequestMetrics, metrics=app.state.http_metrics)
 
     v1 = APIRouter(
         dependencies=[Depends(require_api_key)],

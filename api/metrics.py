@@ -1,17 +1,27 @@
-"""Prometheus metrics of the API process, read from the ledger at scrape time.
+"""Prometheus metrics of the API: this process's own, and the shared state of the system.
 
-The job ledger is the truth, so most metrics are not counted in this process but
-queried when Prometheus scrapes: jobs by kind and status, the outbox backlog, retries and
-durations, and the depth of each Redis queue. Two are this process's own: jobs it
-enqueued (a counter) and its database lock retries.
+Two registries, served on two paths, so that what is shared is exported once:
 
-Each app has its own :class:`~prometheus_client.CollectorRegistry` (no global registry),
-so several apps can live in one process, as they do in the tests.
+- ``/metrics`` (:attr:`ApiMetrics.registry`): what this process counts itself: jobs it
+  enqueued, its database lock retries, its HTTP requests (:mod:`api.http_metrics`).
+  Prometheus scrapes it on every API replica and sums.
+- ``/metrics/ledger`` (:attr:`ApiMetrics.ledger_registry`): read from the job ledger and
+  Redis at scrape time: jobs by kind and status, status changes, retries, lease lapses,
+  job durations and start delays, the outbox backlog, queue depths, backup outcomes.
+  Every replica would answer the same, so Prometheus scrapes it from one target.
+
+The job figures come from ``job_stats``, which triggers on ``jobs`` keep in the writer's
+own transaction (migration 0007): counters that never fall when finished jobs are
+pruned, and histograms recorded when a job starts or ends.
+
+Each app has its own registries (no global registry), so several apps can live in one
+process, as they do in the tests.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 
 import redis
@@ -19,10 +29,11 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
-    SummaryMetricFamily,
 )
 
+from db.repositories.job_stats import Histogram, JobStats, JobStatsRepository
 from db.repositories.jobs import JobRepository
 from workers.queues import ALL_QUEUES
 from workers.runtime import Runtime
@@ -33,7 +44,7 @@ PREFIX = "autoforge"
 
 
 class LedgerCollector:
-    """Reads the job ledger and the Redis queues on every scrape.
+    """Reads the job statistics, the ledger and the Redis queues on every scrape.
 
     A source that cannot be read is reported by ``autoforge_metrics_source_up`` (0) and
     its metrics are left out of that scrape; the scrape itself still succeeds.
@@ -44,109 +55,129 @@ class LedgerCollector:
         self._redis = redis_client
 
     def describe(self) -> Iterable[Metric]:
-        return list(self._families())
+        return [*_ledger_families(JobStats(), 0, []), _queue_family([]), _source_family({})]
 
     def collect(self) -> Iterable[Metric]:
-        (
-            jobs,
-            backlog,
-            retries,
-            durations,
-            queue_depth,
-            up,
-            lock_retries,
-            backups,
-            backup_last,
-        ) = self._families()
+        up: dict[str, int] = {}
         collected: list[Metric] = []
         try:
             with self._runtime.db.read_session() as session:
-                repository = JobRepository(session)
-                for kind, status, count in repository.counts():
-                    jobs.add_metric([kind, status], count)
-                backlog.add_metric([], repository.outbox_backlog())
-                for kind, total in repository.retry_totals():
-                    retries.add_metric([kind], total)
-                for kind, count, seconds in repository.duration_totals():
-                    durations.add_metric([kind], count, seconds)
-                for mode, status, count, last in repository.backup_outcomes():
-                    backups.add_metric([mode, status], count)
-                    if status == "succeeded" and last is not None:
-                        backup_last.add_metric([mode], last)
+                stats = JobStatsRepository(session).read()
+                jobs = JobRepository(session)
+                backlog = jobs.outbox_backlog()
+                backups = jobs.backup_outcomes()
         except Exception as exc:  # a scrape must not fail because the database did
             log.warning("metrics: cannot read the job ledger: %s", type(exc).__name__)
-            up.add_metric(["database"], 0)
+            up["database"] = 0
         else:
-            up.add_metric(["database"], 1)
-            collected += [jobs, backlog, retries, durations, backups, backup_last]
+            up["database"] = 1
+            collected += _ledger_families(stats, backlog, backups)
         try:
             depths = [(queue, _llen(self._redis, queue)) for queue in ALL_QUEUES]
         except redis.RedisError as exc:
             log.warning("metrics: cannot read the queue depths: %s", type(exc).__name__)
-            up.add_metric(["redis"], 0)
+            up["redis"] = 0
         else:
-            for queue, depth in depths:
-                queue_depth.add_metric([queue], depth)
-            up.add_metric(["redis"], 1)
-            collected.append(queue_depth)
-        lock_retries.add_metric([], self._runtime.db.stats.lock_retries)
-        return [*collected, up, lock_retries]
+            up["redis"] = 1
+            collected.append(_queue_family(depths))
+        return [*collected, _source_family(up)]
 
-    @staticmethod
-    def _families() -> tuple[
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-        SummaryMetricFamily,
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        GaugeMetricFamily,
-    ]:
-        return (
-            GaugeMetricFamily(
-                f"{PREFIX}_jobs",
-                "Jobs in the ledger by kind and status.",
-                labels=["kind", "status"],
-            ),
-            GaugeMetricFamily(
-                f"{PREFIX}_outbox_backlog", "Queued jobs never handed to the broker."
-            ),
-            GaugeMetricFamily(
-                f"{PREFIX}_job_retries",
-                "Attempts beyond the first, summed over the jobs in the ledger.",
-                labels=["kind"],
-            ),
-            SummaryMetricFamily(
-                f"{PREFIX}_job_duration_seconds",
-                "Run time (finished - started) of the finished jobs in the ledger.",
-                labels=["kind"],
-            ),
-            GaugeMetricFamily(
-                f"{PREFIX}_queue_depth", "Messages waiting in each Redis queue.", labels=["queue"]
-            ),
-            GaugeMetricFamily(
-                f"{PREFIX}_metrics_source_up",
-                "1 if the source could be read for this scrape, else 0.",
-                labels=["source"],
-            ),
-            CounterMetricFamily(
-                f"{PREFIX}_db_lock_retries",
-                "Write units this process re-ran because the database was locked.",
-            ),
-            GaugeMetricFamily(
-                f"{PREFIX}_backup_jobs",
-                "Backup jobs in the ledger by mode (backup, drill) and status; a failed "
-                "drill is a failed job.",
-                labels=["mode", "status"],
-            ),
-            GaugeMetricFamily(
-                f"{PREFIX}_backup_last_success_timestamp_seconds",
-                "When the newest successful backup job of each mode finished (Unix time).",
-                labels=["mode"],
-            ),
-        )
+
+def _ledger_families(
+    stats: JobStats, backlog: int, backups: list[tuple[str, str, int, float | None]]
+) -> list[Metric]:
+    jobs = GaugeMetricFamily(
+        f"{PREFIX}_jobs", "Jobs in the ledger by kind and status.", labels=["kind", "status"]
+    )
+    for (kind, status), count in sorted(stats.current.items()):
+        jobs.add_metric([kind, status], count)
+    changes = CounterMetricFamily(
+        f"{PREFIX}_job_status_changes",
+        "Times a job entered each status (being accepted enters queued); never falls "
+        "when finished jobs are pruned.",
+        labels=["kind", "status"],
+    )
+    for (kind, status), count in sorted(stats.entered.items()):
+        changes.add_metric([kind, status], count)
+    retries = CounterMetricFamily(
+        f"{PREFIX}_job_retries",
+        "Automatic retries after a transient error (running back to queued).",
+        labels=["kind"],
+    )
+    for kind, count in sorted(stats.retries.items()):
+        retries.add_metric([kind], count)
+    lapses = CounterMetricFamily(
+        f"{PREFIX}_job_lease_lapses",
+        "Running jobs taken over by a new attempt after their lease lapsed (a worker died "
+        "or stalled).",
+        labels=["kind"],
+    )
+    for kind, count in sorted(stats.lease_lapses.items()):
+        lapses.add_metric([kind], count)
+    durations = HistogramMetricFamily(
+        f"{PREFIX}_job_duration_seconds",
+        "First start to end of each job that started, recorded when it ends.",
+        labels=["kind", "status"],
+    )
+    for (kind, status), histogram in sorted(stats.durations.items()):
+        durations.add_metric([kind, status], _buckets(histogram), histogram.sum)
+    delays = HistogramMetricFamily(
+        f"{PREFIX}_job_start_delay_seconds",
+        "From the moment a queued job could run (accepted, or its retry delay over) to "
+        "its start: enqueue-to-start latency.",
+        labels=["kind"],
+    )
+    for kind, histogram in sorted(stats.start_delays.items()):
+        delays.add_metric([kind], _buckets(histogram), histogram.sum)
+    outbox = GaugeMetricFamily(
+        f"{PREFIX}_outbox_backlog", "Queued jobs never handed to the broker."
+    )
+    outbox.add_metric([], backlog)
+    backup_jobs = GaugeMetricFamily(
+        f"{PREFIX}_backup_jobs",
+        "Backup jobs in the ledger by mode (backup, drill) and status; a failed drill is a "
+        "failed job.",
+        labels=["mode", "status"],
+    )
+    backup_last = GaugeMetricFamily(
+        f"{PREFIX}_backup_last_success_timestamp_seconds",
+        "When the newest successful backup job of each mode finished (Unix time); a "
+        "backup succeeds only once it is verified and stored.",
+        labels=["mode"],
+    )
+    for mode, status, count, last in backups:
+        backup_jobs.add_metric([mode, status], count)
+        if status == "succeeded" and last is not None:
+            backup_last.add_metric([mode], last)
+    return [jobs, changes, retries, lapses, durations, delays, outbox, backup_jobs, backup_last]
+
+
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+    # Prometheus spells bounds as floats ("1.0") and the last one "+Inf".
+    return [
+        ("+Inf" if math.isinf(bound) else repr(float(bound)), count)
+        for bound, count in histogram.buckets
+    ]
+
+
+def _queue_family(depths: list[tuple[str, int]]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        f"{PREFIX}_queue_depth", "Messages waiting in each Redis queue.", labels=["queue"]
+    )
+    for queue, depth in depths:
+        family.add_metric([queue], depth)
+    return family
+
+
+def _source_family(up: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        f"{PREFIX}_metrics_source_up",
+        "1 if the source could be read for this scrape, else 0.",
+        labels=["source"],
+    )
+    for source, value in sorted(up.items()):
+        family.add_metric([source], value)
+    return family
 
 
 def _llen(client: redis.Redis, queue: str) -> int:
@@ -156,10 +187,26 @@ def _llen(client: redis.Redis, queue: str) -> int:
     return depth
 
 
+class LockRetryCollector:
+    """This process's database lock retries (``write_transaction``'s own counter)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            f"{PREFIX}_db_lock_retries",
+            "Write units this process re-ran because the database was locked.",
+        )
+        family.add_metric([], self._runtime.db.stats.lock_retries)
+        return [family]
+
+
 class ApiMetrics:
-    """The metrics registry of one app, and the counters the API itself keeps."""
+    """The registries of one app, and the counters the API itself keeps."""
 
     def __init__(self, runtime: Runtime, redis_client: redis.Redis) -> None:
+        #: This process's own metrics: ``/metrics``.
         self.registry = CollectorRegistry(auto_describe=False)
         self.jobs_enqueued = Counter(
             f"{PREFIX}_jobs_enqueued",
@@ -167,4 +214,7 @@ class ApiMetrics:
             labelnames=["kind"],
             registry=self.registry,
         )
-        self.registry.register(LedgerCollector(runtime, redis_client))
+        self.registry.register(LockRetryCollector(runtime))
+        #: The shared state of the system, the same from every replica: ``/metrics/ledger``.
+        self.ledger_registry = CollectorRegistry(auto_describe=False)
+        self.ledger_registry.register(LedgerCollector(runtime, redis_client))

@@ -123,7 +123,7 @@ def test_backups_and_drills_run_on_a_worker_and_a_tampered_backup_fails_the_dril
             assert "altered or damaged" in catalogue[0]["verification_error"]
             assert catalogue[1]["verified_at"] is not None
 
-            metrics_text = client.get("/metrics").text
+            metrics_text = client.get("/metrics/ledger").text
             samples = parse_metrics(metrics_text)
             assert sample(samples, "autoforge_backup_jobs", mode="drill", status="failed") == 1
             assert sample(samples, "autoforge_backup_jobs", mode="drill", status="succeeded") == 1

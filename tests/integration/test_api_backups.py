@@ -246,7 +246,7 @@ class TestCatalogue:
                 client.post("/v1/jobs/backup", json={}),
                 client.post("/v1/jobs/backup", json={"mode": "drill"}),
                 client.get("/v1/jobs"),
-                client.get("/metrics"),
+                client.get("/metrics/ledger"),
                 client.get("/readyz"),
                 client.get("/openapi.json"),
             ]
@@ -297,7 +297,7 @@ def _succeed_job(db: Database, arguments: dict[str, Any]) -> Job:
 
 class TestMetrics:
     def test_no_backup_series_without_backup_jobs(self, client: TestClient) -> None:
-        samples = parse_metrics(client.get("/metrics").text)
+        samples = parse_metrics(client.get("/metrics/ledger").text)
 
         assert not [name for name, _ in samples if name.startswith("autoforge_backup")]
 
@@ -307,7 +307,7 @@ class TestMetrics:
         with ledger(app_settings) as db:
             _fail_job(db, {"mode": "drill"}, JobError("DrillFailed", "restore drill failed"))
 
-        samples = parse_metrics(client.get("/metrics").text)
+        samples = parse_metrics(client.get("/metrics/ledger").text)
 
         assert sample(samples, "autoforge_backup_jobs", mode="drill", status="failed") == 1
         assert sample(samples, "autoforge_jobs", kind="backup", status="failed") == 1
@@ -328,7 +328,7 @@ class TestMetrics:
             _fail_job(db, {"mode": "backup"}, JobError("SnapshotFailed", "disk full"))
             queued = _add_job(db, {"mode": "drill"})
 
-        samples = parse_metrics(client.get("/metrics").text)
+        samples = parse_metrics(client.get("/metrics/ledger").text)
 
         assert queued.status is JobStatus.QUEUED
         assert sample(samples, "autoforge_backup_jobs", mode="backup", status="succeeded") == 3

@@ -57,8 +57,8 @@ def lock_holder(migrated: Settings, db_path: Path) -> Iterator[Any]:
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def _scrape(client: TestClient) -> Samples:
-    response = client.get("/metrics")
+def _scrape(client: TestClient, path: str = "/metrics/ledger") -> Samples:
+    response = client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -130,7 +130,7 @@ class TestOutages:
         settings = api_settings(db_path, redis_url, db_busy_timeout_ms=50, db_write_max_attempts=2)
         with client_for(settings, headers=AUTH) as client:
             response = client.post("/v1/jobs/canary", json={})
-            samples = _scrape(client)
+            samples = _scrape(client, "/metrics")
 
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
@@ -189,7 +189,7 @@ class TestMetrics:
         client.post("/v1/jobs/canary", json={}, headers=headers)  # a replay: not counted
         client.post(f"/v1/jobs/{ids[0]}/cancel")
 
-        samples = _scrape(client)
+        samples = _scrape(client) | _scrape(client, "/metrics")
 
         assert _sample(samples, "autoforge_jobs_enqueued_total", kind="canary") == 4
         assert _sample(samples, "autoforge_jobs", kind="canary", status="queued") == 3
@@ -227,11 +227,15 @@ class TestMetrics:
 
         samples = _scrape(client)
 
-        assert _sample(samples, "autoforge_job_retries", kind="canary") == 2
-        assert _sample(samples, "autoforge_job_duration_seconds_count", kind="canary") == 2
-        total = _sample(samples, "autoforge_job_duration_seconds_sum", kind="canary")
-        assert total is not None
-        assert total >= 0
+        # The two takeovers after a lapsed lease are lease lapses, not retries.
+        assert _sample(samples, "autoforge_job_retries_total", kind="canary") is None
+        assert _sample(samples, "autoforge_job_lease_lapses_total", kind="canary") == 2
+        for status in ("succeeded", "failed"):
+            labels = {"kind": "canary", "status": status}
+            assert _sample(samples, "autoforge_job_duration_seconds_count", **labels) == 1
+            total = _sample(samples, "autoforge_job_duration_seconds_sum", **labels)
+            assert total is not None
+            assert total >= 0
         assert _sample(samples, "autoforge_jobs", kind="canary", status="succeeded") == 1
         assert _sample(samples, "autoforge_jobs", kind="canary", status="failed") == 1
 
@@ -244,12 +248,13 @@ class TestMetrics:
             first.post("/v1/jobs/canary", json={})
             second.post("/v1/jobs/canary", json={})
 
-            ours, theirs = _scrape(first), _scrape(second)
+            ours, theirs = _scrape(first, "/metrics"), _scrape(second, "/metrics")
+            ledger_view = _scrape(second)
 
         assert _sample(ours, "autoforge_jobs_enqueued_total", kind="canary") == 2
         assert _sample(theirs, "autoforge_jobs_enqueued_total", kind="canary") == 1
         # The ledger is shared: both see all three.
-        assert _sample(theirs, "autoforge_jobs", kind="canary", status="queued") == 3
+        assert _sample(ledger_view, "autoforge_jobs", kind="canary", status="queued") == 3
 
     def test_scrape_survives_a_database_outage(self, tmp_path: Path, redis_url: str) -> None:
         directory = tmp_path / "not-a-database"

@@ -106,6 +106,7 @@ class TestAuth:
         assert anonymous.get("/healthz").status_code == 200
         assert anonymous.get("/readyz").status_code == 200
         assert anonymous.get("/metrics").status_code == 200
+        assert anonymous.get("/metrics/ledger").status_code == 200
 
     def test_no_keys_configured_refuses_everything(
         self, migrated: Settings, db_path: Path, redis_url: str
@@ -166,6 +167,7 @@ class TestAuth:
                     texts.append(response.text)
                     texts.extend(f"{name}: {value}" for name, value in response.headers.items())
             texts.append(client.get("/metrics").text)
+            texts.append(client.get("/metrics/ledger").text)
             texts.append(client.get("/readyz").text)
             texts.append(client.get("/openapi.json").text)
 
