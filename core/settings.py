@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         frozen=True,
+        # An empty variable means "the default": docker-compose.yml passes optional
+        # settings through as ${VAR:-}, which is empty when the operator set nothing.
+        env_ignore_empty=True,
     )
 
     app_env: AppEnv = Field("local", description="local | staging | production")
