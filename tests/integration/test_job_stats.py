@@ -13,6 +13,7 @@ from typing import Any
 
 import libsql
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -253,7 +254,12 @@ def _triggers(db_path: Path) -> set[str]:
 def test_migration_counts_existing_jobs_and_downgrades_cleanly(
     settings: Settings, db_path: Path
 ) -> None:
-    migrations.upgrade(settings, "0005")
+    # The revision just before the statistics (whatever it is called).
+    revision = ScriptDirectory.from_config(migrations.alembic_config(settings)).get_revision("0007")
+    assert revision is not None
+    before = revision.down_revision
+    assert isinstance(before, str)
+    migrations.upgrade(settings, before)
     _raw(
         db_path,
         _job_row("a", "canary", "queued"),
@@ -269,7 +275,7 @@ def test_migration_counts_existing_jobs_and_downgrades_cleanly(
     try:
         assert _current(db) == _scanned(db) == expected
 
-        migrations.downgrade(settings, "0005")
+        migrations.downgrade(settings, before)
         assert _triggers(db_path) == set()
         tables = _raw(db_path, "SELECT name FROM sqlite_master WHERE name = 'job_stats'")
         assert tables == []
