@@ -608,4 +608,3 @@ def _remove_database_files(path: Path) -> None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-

@@ -67,6 +67,9 @@ def remove_stale_workdirs(data_dir: Path, *, grace_s: float = GRACE_S) -> list[P
         candidates = sorted(p for p in root.iterdir() if p.name.startswith(PREFIX))
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        log.warning("cannot look for stale scratch folders in %s: %s", root, exc)
+        return []
     removed: list[Path] = []
     now = time.time()
     for folder in candidates:

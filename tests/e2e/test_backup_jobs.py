@@ -9,8 +9,10 @@ backup; outcomes are read from the ledger, the catalogue and the metrics.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -327,3 +329,22 @@ def test_commits_of_the_worker_process_after_a_backup_reach_every_other_process(
             pipeline.db_path, "SELECT job_id FROM canary_effects ORDER BY job_id"
         )
         assert effects == sorted([[first], [second]])
+
+
+def test_a_worker_removes_scratch_folders_of_killed_backups_when_it_starts(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with open_pipeline(tmp_path, redis_url, data_dir=tmp_path / "data") as pipeline:
+        scratch = tmp_path / "data" / "tmp"
+        stale = scratch / "backup-killed"
+        stale.mkdir(parents=True)
+        (stale / "snapshot.db").write_bytes(bytes(1 << 20))
+        an_hour_ago = time.time() - 3600
+        os.utime(stale, (an_hour_ago, an_hour_ago))
+        unrelated = scratch / "something-else"
+        unrelated.mkdir()
+
+        pipeline.start_worker([MAINTENANCE_QUEUE], concurrency=1)
+
+        assert not stale.exists()
+        assert unrelated.exists()
