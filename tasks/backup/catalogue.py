@@ -98,9 +98,16 @@ def read_catalogue(storage: BackupStorage, *, signer: ManifestSigner) -> Catalog
 
 
 def get_manifest(
-    storage: BackupStorage, backup_id: str, *, signer: ManifestSigner
+    storage: BackupStorage,
+    backup_id: str,
+    *,
+    signer: ManifestSigner,
+    accept_unsigned: bool = False,
 ) -> BackupManifest:
-    """The manifest of one backup; :class:`BackupNotFound` if there is none."""
+    """The manifest of one backup; :class:`BackupNotFound` if there is none.
+
+    ``accept_unsigned``: see :meth:`~tasks.backup.signing.ManifestSigner.load`.
+    """
     if not is_backup_id(backup_id):
         raise BackupNotFound(
             f"{backup_id!r} is not a backup id (they look like 20261105T030000Z-3fa91c)"
@@ -109,7 +116,7 @@ def get_manifest(
         data = storage.get_bytes(manifest_key(backup_id))
     except BackupNotFound:
         raise BackupNotFound(f"no backup {backup_id} in {storage.describe()}") from None
-    return signer.load(data, backup_id)
+    return signer.load(data, backup_id, accept_unsigned=accept_unsigned)
 
 
 def remove(storage: BackupStorage, manifest: BackupManifest) -> None:

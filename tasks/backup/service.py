@@ -4,6 +4,7 @@
   logical export of a remote one) into a temporary file, verify it, compress and encrypt
   it, store it, and publish its manifest last;
 - :func:`list_backups`, :func:`verify_backup`, :func:`prune_backups`;
+- :func:`adopt_backup`: sign the manifest of a backup from before manifests were signed;
 - :func:`restore_backup`: download, check the sha256, decrypt, decompress, verify the
   integrity and the contents against the manifest, and only then swap the file into place;
 - :func:`restore_drill`: the same restore, of the newest backup, into a throwaway file.
@@ -47,6 +48,7 @@ from tasks.backup.errors import (
     BackupNotFound,
     DrillFailed,
     EncryptionKeyMissing,
+    ManifestRejected,
     RestoreRefused,
     SnapshotFailed,
 )
@@ -284,6 +286,47 @@ def verify_backup(
     if error is not None:
         raise error
     return updated
+
+
+def adopt_backup(
+    settings: Settings, backup_id: str, *, storage: BackupStorage | None = None
+) -> BackupManifest:
+    """Sign the unsigned manifest of a backup taken before manifests were signed.
+
+    Only for a backup encrypted with the configured key: decryption authenticates every
+    chunk, so its data cannot have been forged without the key. The whole restore check
+    (sha256, decryption, integrity, row counts and checksums against the manifest) must
+    pass before the manifest is signed and recorded as verified; nothing is saved
+    otherwise. Its creation time and source are taken as stored: adopting is the
+    operator's decision, made for backups they know to be theirs.
+    """
+    key = encryption_key(settings)
+    if key is None:
+        raise EncryptionKeyMissing(
+            "adopting a backup signs its manifest with BACKUP_ENCRYPTION_KEY: set it"
+        )
+    storage = storage if storage is not None else storage_for(settings)
+    signer = ManifestSigner(key)
+    manifest = catalogue.get_manifest(storage, backup_id, signer=signer, accept_unsigned=True)
+    if manifest.encryption is None or manifest.encryption.key_id != signer.key_id:
+        raise ManifestRejected(
+            f"backup {backup_id} is not encrypted with the configured key, so its data cannot "
+            "be authenticated: its manifest is not adopted"
+        )
+    with workdir(settings.data_dir) as work:
+        stored = _download(storage, manifest, work)
+        _decode_and_check(manifest, stored, work / "restored.db", key)
+    adopted = manifest.model_copy(
+        update={"verified_at": datetime.now(UTC), "verification_error": None}
+    )
+    catalogue.save(storage, adopted, signer=signer)
+    log.warning(
+        "adopted backup %s: its data checked out with the key and its manifest is now "
+        "signed; its creation time (%s) and source were taken as stored",
+        backup_id,
+        adopted.created_at.isoformat(),
+    )
+    return adopted
 
 
 def restore_backup(

@@ -78,12 +78,14 @@ class ManifestSigner:
             }
         return json.dumps(document, indent=2).encode()
 
-    def load(self, data: bytes, backup_id: str) -> BackupManifest:
+    def load(self, data: bytes, backup_id: str, *, accept_unsigned: bool = False) -> BackupManifest:
         """The manifest stored as ``data`` under ``backup_id``'s name, checked.
 
         Raises :class:`BackupCorrupted` if it cannot be read, :class:`ManifestRejected` if
         it is not what this key signed for this backup, :class:`BackupKeyMismatch` if
-        another key signed it.
+        another key signed it. ``accept_unsigned`` lets a manifest without any signature
+        through (for :func:`tasks.backup.service.adopt_backup` only); one that carries a
+        signature is still checked.
         """
         try:
             document = json.loads(data)
@@ -92,7 +94,7 @@ class ManifestSigner:
         if not isinstance(document, dict):
             raise BackupCorrupted(f"the manifest of {backup_id} is not a JSON object")
         signature = document.pop(SIGNATURE_FIELD, None)
-        if self._mac_key is not None:
+        if self._mac_key is not None and not (signature is None and accept_unsigned):
             self._check(document, signature, backup_id)
         try:
             manifest = BackupManifest.model_validate(document)
@@ -110,7 +112,8 @@ class ManifestSigner:
             raise ManifestRejected(
                 f"the manifest of {backup_id} is not signed, but BACKUP_ENCRYPTION_KEY is set: "
                 "it was written before manifests were signed, or rewritten by someone without "
-                "the key; refusing it"
+                "the key; refusing it (if it is one of yours from before signing, `autoforge "
+                f"backup adopt {backup_id}` checks its data with the key and signs it)"
             )
         if (
             not isinstance(signature, dict)

@@ -39,6 +39,7 @@ from tasks.backup.errors import (
 )
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import (
+    adopt_backup,
     create_backup,
     list_backups,
     manifest_signer,
@@ -542,3 +543,50 @@ def test_a_restore_that_cannot_fit_is_refused_before_writing(live_db: Path, tmp_
     with pytest.raises(RestoreRefused, match="free some space first"):
         restore_backup(plain, manifest.id, to=tmp_path / "restored.db")
     assert not (tmp_path / "restored.db").exists()
+
+
+def test_a_backup_from_before_signing_is_adopted_once_its_data_checks_out(
+    settings: Settings, database: Database, live_db: Path, tmp_path: Path
+) -> None:
+    legacy = create_backup(settings, database)
+    manifest_path(settings, legacy).write_text(legacy.to_json())  # as versions before wrote it
+    with pytest.raises(ManifestRejected, match=f"autoforge backup adopt {legacy.id}"):
+        restore_backup(settings, legacy.id, to=tmp_path / "before.db")
+
+    adopted = adopt_backup(settings, legacy.id)
+
+    assert adopted.id == legacy.id
+    assert adopted.verified_at is not None
+    assert "signature" in json.loads(manifest_path(settings, legacy).read_text())
+    assert [m.id for m in list_backups(settings)] == [legacy.id]
+    restore_backup(settings, legacy.id, to=tmp_path / "after.db")
+    assert inspect_database(tmp_path / "after.db").table_counts["notes"] == 500
+
+
+def test_only_genuine_encrypted_backups_are_adopted(
+    settings: Settings, database: Database, live_db: Path, tmp_path: Path
+) -> None:
+    # Its data was changed: the cipher says so, and the manifest stays unsigned.
+    damaged = create_backup(settings, database)
+    manifest_path(settings, damaged).write_text(damaged.to_json())
+    flip_one_byte(stored_object(settings, damaged))
+    rewrite_manifest(settings, damaged, stored_sha256=sha256_file(stored_object(settings, damaged)))
+    with pytest.raises(BackupCorrupted, match="failed authentication"):
+        adopt_backup(settings, damaged.id)
+    assert "signature" not in json.loads(manifest_path(settings, damaged).read_text())
+
+    # Not encrypted: nothing authenticates its data.
+    plain = backup_settings(live_db, tmp_path)
+    db = Database(plain)
+    try:
+        unencrypted = create_backup(plain, db)
+    finally:
+        db.dispose()
+    with pytest.raises(ManifestRejected, match="not encrypted with the configured key"):
+        adopt_backup(settings, unencrypted.id)
+
+    # A manifest that carries a signature is checked as ever.
+    signed = create_backup(settings, database)
+    rewrite_manifest(settings, signed, raw_size_bytes=1)
+    with pytest.raises(ManifestRejected, match="was altered"):
+        adopt_backup(settings, signed.id)
