@@ -173,7 +173,9 @@ def test_round_trip_restores_identical_contents(
     assert restored.table_checksums == original.table_checksums
     assert restored.schema_revision == manifest.schema_revision
     assert report.replaced is None
-    assert nearest(tmp_path / "restored" / "copy.db", "[40,1,0]") == nearest(live_db, "[40,1,0]")
+    # A query without ties: [40,1,0], [120,3,0] and [200,5,0] point the same way, and
+    # the index breaks such ties differently from one connection to the next.
+    assert nearest(tmp_path / "restored" / "copy.db", "[7,7,4]") == nearest(live_db, "[7,7,4]") == 7
     assert sorted(p.name for p in (tmp_path / "restored").iterdir()) == ["copy.db"]
 
 
