@@ -121,6 +121,18 @@ def register(settings_factory: Any, run: Any) -> typer.Typer:
 
         run(body)
 
+    @backup_app.command("adopt")
+    def adopt(backup_id: str, as_json: JsonFlag = False) -> None:
+        """Sign the manifest of BACKUP_ID, taken before manifests were signed, once its
+        data checks out with BACKUP_ENCRYPTION_KEY."""
+        from tasks.backup.service import adopt_backup
+
+        def body() -> None:
+            manifest = adopt_backup(settings_factory(), backup_id)
+            _emit(json.loads(manifest.to_json()), as_json, f"adopted {_line(manifest)}")
+
+        run(body)
+
     @backup_app.command("restore")
     def restore(
         backup_id: Annotated[str | None, typer.Argument(help="The backup to restore.")] = None,

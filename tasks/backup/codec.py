@@ -148,6 +148,10 @@ def decode_file(
     Returns the number of bytes written. Raises :class:`BackupCorrupted` on any sign of
     damage or a wrong key (``target`` may then hold a partial output: the caller owns and
     discards it), :class:`EncryptionKeyMissing` if the file is encrypted and no key is given.
+
+    ``expected_raw_size`` is also a hard limit: decoding stops before the output would
+    grow past it (a few kilobytes of zstd can inflate to gigabytes), so at most that many
+    bytes are ever written.
     """
     if encrypted and key is None:
         raise EncryptionKeyMissing(
@@ -162,6 +166,11 @@ def decode_file(
         try:
             reader = _decompressing_reader(plain, compression)
             while block := reader.read(CHUNK_BYTES):
+                if expected_raw_size is not None and written + len(block) > expected_raw_size:
+                    raise BackupCorrupted(
+                        f"{source.name} decodes to more than the {expected_raw_size} bytes "
+                        "its manifest records: stopped writing"
+                    )
                 out.write(block)
                 written += len(block)
             # zstd stops at the end of its frame; whatever follows is not ours. Reading on

@@ -18,6 +18,11 @@ class BackupKeyMismatch(BackupCorrupted):
     """The backup was encrypted with another key than the configured BACKUP_ENCRYPTION_KEY."""
 
 
+class ManifestRejected(BackupCorrupted):
+    """The backup's manifest is not signed with the configured backup key: it was rewritten,
+    copied under another name, or written without the key."""
+
+
 class BackupNotFound(NotFound):
     """No such backup in the catalogue."""
 
@@ -56,6 +61,7 @@ __all__ = [
     "BackupNotFound",
     "DrillFailed",
     "EncryptionKeyMissing",
+    "ManifestRejected",
     "RestoreRefused",
     "SnapshotBusy",
     "SnapshotFailed",

@@ -4,15 +4,19 @@
   logical export of a remote one) into a temporary file, verify it, compress and encrypt
   it, store it, and publish its manifest last;
 - :func:`list_backups`, :func:`verify_backup`, :func:`prune_backups`;
+- :func:`adopt_backup`: sign the manifest of a backup from before manifests were signed;
 - :func:`restore_backup`: download, check the sha256, decrypt, decompress, verify the
   integrity and the contents against the manifest, and only then swap the file into place;
 - :func:`restore_drill`: the same restore, of the newest backup, into a throwaway file.
 
 Nothing is changed by a restore until the restored copy has passed every check: a
-corrupted, tampered or wrongly-keyed backup is refused and the target stays untouched.
-Temporary files live under ``<DATA_DIR>/tmp`` (a database-sized file does not belong in a
-RAM-backed ``/tmp``); the restored copy is written next to its target, so the final
-rename stays on one file system and is atomic.
+corrupted, tampered or wrongly-keyed backup, or one whose manifest is not signed with the
+configured key (:mod:`tasks.backup.signing`), is refused and the target stays untouched.
+Decoding stops at the size the manifest records, so a small object cannot fill the disk.
+Temporary files live in scratch folders under ``<DATA_DIR>/tmp``
+(:mod:`tasks.backup.workdir`; those left by a killed backup are removed before the next
+one); the restored copy is written next to its target, so the final rename stays on one
+file system and is atomic.
 """
 
 from __future__ import annotations
@@ -20,10 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +48,7 @@ from tasks.backup.errors import (
     BackupNotFound,
     DrillFailed,
     EncryptionKeyMissing,
+    ManifestRejected,
     RestoreRefused,
     SnapshotFailed,
 )
@@ -58,9 +61,11 @@ from tasks.backup.manifest import (
 )
 from tasks.backup.retention import RetentionPolicy, plan_retention
 from tasks.backup.schema import Connection
+from tasks.backup.signing import ManifestSigner
 from tasks.backup.snapshot import export_remote, snapshot_local
 from tasks.backup.storage import BackupStorage, storage_for
 from tasks.backup.verify import DatabaseReport, differences, verify_database
+from tasks.backup.workdir import remove_stale_workdirs, workdir
 
 log = logging.getLogger("autoforge.backup")
 
@@ -72,6 +77,8 @@ BackupProgress = Callable[[str, int, int], None]
 EXPORT_BATCH_ROWS = 1000
 
 _SIDECARS = ("-wal", "-shm", "-journal")
+#: Free space to leave on the file system a restore writes to, beyond the restored file.
+_FREE_SPACE_MARGIN_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,20 @@ def encryption_key(settings: Settings) -> bytes | None:
     return decode_key(secret.get_secret_value()) if secret is not None else None
 
 
+def manifest_signer(settings: Settings) -> ManifestSigner:
+    """Signs and checks manifests with the configured backup key (unsigned without one)."""
+    return ManifestSigner(encryption_key(settings))
+
+
+def _warn_unauthenticated(signer: ManifestSigner, what: str) -> None:
+    if not signer.signs:
+        log.warning(
+            "%s: BACKUP_ENCRYPTION_KEY is not set, so backups are neither encrypted nor "
+            "authenticated, and their manifests are trusted as stored",
+            what,
+        )
+
+
 def create_backup(
     settings: Settings,
     db: Database,
@@ -134,9 +155,11 @@ def create_backup(
     target = settings.database
     report_progress = progress or (lambda _stage, _done, _total: None)
     key = encryption_key(settings)
+    signer = ManifestSigner(key)
     started = time.perf_counter()
     used: Literal["snapshot", "export"]
-    with _workdir(settings) as work:
+    remove_stale_workdirs(settings.data_dir)
+    with workdir(settings.data_dir) as work:
         raw = work / "snapshot.db"
         if target.is_local and method != "export":
             assert target.path is not None
@@ -224,7 +247,8 @@ def create_backup(
             sent += chunk
             report_progress("upload", sent, encoded.stored_size)
 
-        catalogue.publish(storage, manifest, stored, progress=on_upload)
+        catalogue.publish(storage, manifest, stored, signer=signer, progress=on_upload)
+    _warn_unauthenticated(signer, f"backup {manifest.id}")
     log.info(
         "backup %s of %s stored at %s (%d bytes, %s%s)",
         manifest.id,
@@ -240,8 +264,11 @@ def create_backup(
 def list_backups(
     settings: Settings, *, storage: BackupStorage | None = None
 ) -> list[BackupManifest]:
-    """The catalogue, newest first."""
-    return catalogue.list_manifests(storage if storage is not None else storage_for(settings))
+    """The catalogue, newest first (without manifests that fail their signature check)."""
+    return catalogue.list_manifests(
+        storage if storage is not None else storage_for(settings),
+        signer=manifest_signer(settings),
+    )
 
 
 def verify_backup(
@@ -253,11 +280,53 @@ def verify_backup(
     returns the updated manifest; raises :class:`BackupCorrupted` if the check fails.
     """
     storage = storage if storage is not None else storage_for(settings)
-    manifest = catalogue.get_manifest(storage, backup_id)
-    updated, _report, error = _check_stored(settings, storage, manifest)
+    signer = manifest_signer(settings)
+    manifest = catalogue.get_manifest(storage, backup_id, signer=signer)
+    updated, _report, error = _check_stored(settings, storage, manifest, signer)
     if error is not None:
         raise error
     return updated
+
+
+def adopt_backup(
+    settings: Settings, backup_id: str, *, storage: BackupStorage | None = None
+) -> BackupManifest:
+    """Sign the unsigned manifest of a backup taken before manifests were signed.
+
+    Only for a backup encrypted with the configured key: decryption authenticates every
+    chunk, so its data cannot have been forged without the key. The whole restore check
+    (sha256, decryption, integrity, row counts and checksums against the manifest) must
+    pass before the manifest is signed and recorded as verified; nothing is saved
+    otherwise. Its creation time and source are taken as stored: adopting is the
+    operator's decision, made for backups they know to be theirs.
+    """
+    key = encryption_key(settings)
+    if key is None:
+        raise EncryptionKeyMissing(
+            "adopting a backup signs its manifest with BACKUP_ENCRYPTION_KEY: set it"
+        )
+    storage = storage if storage is not None else storage_for(settings)
+    signer = ManifestSigner(key)
+    manifest = catalogue.get_manifest(storage, backup_id, signer=signer, accept_unsigned=True)
+    if manifest.encryption is None or manifest.encryption.key_id != signer.key_id:
+        raise ManifestRejected(
+            f"backup {backup_id} is not encrypted with the configured key, so its data cannot "
+            "be authenticated: its manifest is not adopted"
+        )
+    with workdir(settings.data_dir) as work:
+        stored = _download(storage, manifest, work)
+        _decode_and_check(manifest, stored, work / "restored.db", key)
+    adopted = manifest.model_copy(
+        update={"verified_at": datetime.now(UTC), "verification_error": None}
+    )
+    catalogue.save(storage, adopted, signer=signer)
+    log.warning(
+        "adopted backup %s: its data checked out with the key and its manifest is now "
+        "signed; its creation time (%s) and source were taken as stored",
+        backup_id,
+        adopted.created_at.isoformat(),
+    )
+    return adopted
 
 
 def restore_backup(
@@ -281,26 +350,36 @@ def restore_backup(
     if (backup_id is None) == (at is None):
         raise ValueError("restore needs a backup id or a time (at=), not both")
     storage = storage if storage is not None else storage_for(settings)
+    signer = manifest_signer(settings)
     target, live = _restore_target(settings, to)
     if (live or in_use) and not force:
         raise RestoreRefused(_refusal(target, live=live))
 
     if backup_id is not None:
-        manifest = catalogue.get_manifest(storage, backup_id)
+        manifest = catalogue.get_manifest(storage, backup_id, signer=signer)
         chosen = f"backup {manifest.id}, taken at {manifest.created_at.isoformat()}"
     else:
         assert at is not None
-        manifest = pick_backup(catalogue.list_manifests(storage), at)
+        listing = catalogue.read_catalogue(storage, signer=signer)
+        try:
+            manifest = pick_backup(listing.manifests, at)
+        except BackupNotFound:
+            # Backups exist, but under another key: say so rather than "no backup".
+            wrong_key = listing.wrong_key()
+            if wrong_key is not None:
+                raise wrong_key from None
+            raise
         chosen = (
             f"backup {manifest.id}, taken at {manifest.created_at.isoformat()}: the newest "
             f"verified backup at or before {_utc(at).isoformat()}"
         )
     log.info("restoring %s onto %s", chosen, target)
+    _warn_unauthenticated(signer, f"restoring {manifest.id}")
     key = _key_for(settings, manifest)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.restore-{manifest.id}.partial")
-    with _workdir(settings) as work:
+    with workdir(settings.data_dir) as work:
         try:
             _remove_database_files(partial)
             stored = _download(storage, manifest, work)
@@ -340,7 +419,11 @@ def prune_backups(
         weekly=settings.backup_keep_weekly,
         monthly=settings.backup_keep_monthly,
     )
-    keep, delete = plan_retention(catalogue.list_manifests(storage), policy)
+    # Only manifests that pass their signature check: forged ones cannot crowd real
+    # backups out of their retention slots, and are never deleted on their word either.
+    keep, delete = plan_retention(
+        catalogue.list_manifests(storage, signer=manifest_signer(settings)), policy
+    )
     for manifest in delete:
         catalogue.remove(storage, manifest)
         log.info("pruned backup %s (taken at %s)", manifest.id, manifest.created_at.isoformat())
@@ -355,12 +438,17 @@ def restore_drill(settings: Settings, *, storage: BackupStorage | None = None) -
     Raises :class:`BackupNotFound` if there is no backup at all.
     """
     storage = storage if storage is not None else storage_for(settings)
-    manifests = catalogue.list_manifests(storage)
-    if not manifests:
+    signer = manifest_signer(settings)
+    listing = catalogue.read_catalogue(storage, signer=signer)
+    if not listing.manifests:
+        wrong_key = listing.wrong_key()
+        if wrong_key is not None:
+            raise wrong_key
         raise BackupNotFound(f"no backups in {storage.describe()} to drill")
-    manifest = manifests[0]
+    manifest = listing.manifests[0]
+    _warn_unauthenticated(signer, f"drilling {manifest.id}")
     started = time.perf_counter()
-    updated, report, error = _check_stored(settings, storage, manifest)
+    updated, report, error = _check_stored(settings, storage, manifest, signer)
     return DrillReport(
         backup_id=manifest.id,
         backup_created_at=manifest.created_at,
@@ -375,7 +463,7 @@ def restore_drill(settings: Settings, *, storage: BackupStorage | None = None) -
 
 
 def _check_stored(
-    settings: Settings, storage: BackupStorage, manifest: BackupManifest
+    settings: Settings, storage: BackupStorage, manifest: BackupManifest, signer: ManifestSigner
 ) -> tuple[BackupManifest, DatabaseReport | None, BackupCorrupted | None]:
     """Restore into a throwaway file and compare; record the outcome in the manifest.
 
@@ -383,7 +471,7 @@ def _check_stored(
     manifest is left alone.
     """
     key = _key_for(settings, manifest)
-    with _workdir(settings) as work:
+    with workdir(settings.data_dir) as work:
         try:
             stored = _download(storage, manifest, work)
             report = _decode_and_check(manifest, stored, work / "restored.db", key)
@@ -393,21 +481,21 @@ def _check_stored(
             failed = manifest.model_copy(
                 update={"verified_at": None, "verification_error": exc.message}
             )
-            _record(storage, failed)
+            _record(storage, failed, signer)
             log.error("backup %s failed verification: %s", manifest.id, exc.message)
             return failed, None, exc
     passed = manifest.model_copy(
         update={"verified_at": datetime.now(UTC), "verification_error": None}
     )
-    _record(storage, passed)
+    _record(storage, passed, signer)
     return passed, report, None
 
 
-def _record(storage: BackupStorage, manifest: BackupManifest) -> None:
+def _record(storage: BackupStorage, manifest: BackupManifest, signer: ManifestSigner) -> None:
     """Save a verification outcome, unless a prune removed the backup meanwhile: saving
     would bring its manifest back with no data behind it."""
     if storage.exists(manifest.manifest_key):
-        catalogue.save(storage, manifest)
+        catalogue.save(storage, manifest, signer=signer)
 
 
 def _download(storage: BackupStorage, manifest: BackupManifest, work: Path) -> Path:
@@ -428,7 +516,12 @@ def _download(storage: BackupStorage, manifest: BackupManifest, work: Path) -> P
 def _decode_and_check(
     manifest: BackupManifest, stored: Path, raw: Path, key: bytes | None
 ) -> DatabaseReport:
-    """Decode into ``raw`` and prove it holds exactly what the manifest recorded."""
+    """Decode into ``raw`` and prove it holds exactly what the manifest recorded.
+
+    Decoding stops as soon as it would write more than the manifest's raw size, and does
+    not start unless that size fits on the file system with room to spare.
+    """
+    _check_free_space(manifest, raw.parent)
     decode_file(
         stored,
         raw,
@@ -450,6 +543,16 @@ def _decode_and_check(
         )
     _drop_sidecars(raw)
     return report
+
+
+def _check_free_space(manifest: BackupManifest, folder: Path) -> None:
+    free = shutil.disk_usage(folder).free
+    if manifest.raw_size_bytes + _FREE_SPACE_MARGIN_BYTES > free:
+        raise RestoreRefused(
+            f"backup {manifest.id} restores to {manifest.raw_size_bytes} bytes, but {folder} "
+            f"has only {free} bytes free (and {_FREE_SPACE_MARGIN_BYTES} must stay free): "
+            "free some space first"
+        )
 
 
 def _key_for(settings: Settings, manifest: BackupManifest) -> bytes | None:
@@ -548,11 +651,3 @@ def _remove_database_files(path: Path) -> None:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-@contextmanager
-def _workdir(settings: Settings) -> Iterator[Path]:
-    root = settings.data_dir / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="backup-", dir=root) as folder:
-        yield Path(folder)

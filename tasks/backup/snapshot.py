@@ -6,6 +6,9 @@ Two ways, by where the database lives:
 (the stdlib ``sqlite3`` module: the libSQL SDK has no backup API, and a page copy keeps
 libSQL's vector indexes intact, where ``VACUUM INTO`` corrupts them). The copy runs in steps
 of ``pages_per_step`` pages with a pause between steps, so it never monopolises the disk.
+It runs in a short-lived child process (:mod:`tasks.backup.page_copy`): opening the live
+file with a second SQLite library inside a process that holds libSQL connections to it
+would silently drop that process's locks, and lose its later commits.
 
 *Why the source holds one read transaction for the whole copy.* The backup API restarts
 from page 1 whenever *another* connection writes to the source between two steps (a
@@ -35,8 +38,10 @@ indexes are built once.
 
 from __future__ import annotations
 
+import json
 import logging
-import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +53,7 @@ import libsql
 
 from core.errors import TransientError
 from db.errors import classify
+from tasks.backup import page_copy
 from tasks.backup.errors import SnapshotBusy, SnapshotFailed
 from tasks.backup.schema import (
     Connection,
@@ -116,6 +122,11 @@ def snapshot_local(
     :attr:`SnapshotInfo.taken_at`. ``target`` must not exist; it is removed again if the
     copy fails. Raises :class:`SnapshotBusy` if the source stays locked for
     ``busy_timeout_s`` at the start, :class:`SnapshotFailed` otherwise.
+
+    The copy runs in a child process (:mod:`tasks.backup.page_copy` says why): this
+    process never opens ``source`` with a second SQLite library. Whatever ends this call
+    early (an exception from ``progress``, a time limit, a signal) kills the child before
+    it returns; if this process dies, the child sees its stdin close and exits.
     """
     if pages_per_step < 1:
         raise ValueError("pages_per_step must be at least 1")
@@ -125,73 +136,80 @@ def snapshot_local(
         raise SnapshotFailed(f"refusing to overwrite {target}")
 
     started = time.perf_counter()
-    steps = 0
-    restarts = 0
-    last_remaining: int | None = None
-    page_count = 0
-
-    def on_step(_status: int, remaining: int, total: int) -> None:
-        nonlocal steps, restarts, last_remaining, page_count
-        steps += 1
-        page_count = total
-        if last_remaining is not None and remaining > last_remaining:
-            restarts += 1
-        last_remaining = remaining
-        if progress is not None:
-            progress(total - remaining, total)
-        if remaining > 0 and pause_s > 0:
-            # The stdlib only sleeps after BUSY/LOCKED; this pause between steps is ours.
-            time.sleep(pause_s)
-
-    # mode=ro: the backup must never write to the live file.
-    uri = source.resolve().as_uri() + "?mode=ro"
-    src: sqlite3.Connection | None = None
-    dst: sqlite3.Connection | None = None
+    request = {
+        "source": str(source.resolve()),
+        "target": str(target.resolve()),
+        "pages_per_step": pages_per_step,
+        "pause_s": pause_s,
+        "busy_timeout_s": busy_timeout_s,
+    }
     copied = False
+    # -I: the script needs only the standard library; nothing from the environment or
+    # the project's path can bring a libSQL connection into the child.
+    child = subprocess.Popen(  # noqa: S603 (our own script, no shell)
+        [sys.executable, "-I", page_copy.__file__, json.dumps(request)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        close_fds=True,
+    )
+    log.debug("copying %s in process %d", source, child.pid)
     try:
-        src = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
-        dst = sqlite3.connect(target, isolation_level=None)
-        # The copy is a scratch file (it is verified, encoded and fsynced as the stored
-        # object later): syncing a database-sized file here only stalls writers' fsyncs.
-        dst.execute("PRAGMA synchronous=OFF")
-        journal_mode = str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        page_size = int(src.execute("PRAGMA page_size").fetchone()[0])
-        src.execute("BEGIN")
-        src.execute("PRAGMA schema_version").fetchone()  # pins the snapshot (see above)
-        taken_at = datetime.now(UTC)
-        # Outside WAL the held read lock would stall writers for every pause: go in one step.
-        pages = pages_per_step if journal_mode == "wal" else -1
-        src.backup(dst, pages=pages, progress=on_step, sleep=max(pause_s, 0.001))
+        assert child.stdout is not None
+        began: dict[str, Any] | None = None
+        finished: dict[str, Any] | None = None
+        for line in child.stdout:
+            event = _parse_event(line)
+            kind = event.get("event")
+            if kind == "progress" and progress is not None:
+                progress(int(event["done"]), int(event["total"]))
+            elif kind == "started":
+                began = event
+            elif kind == "done":
+                finished = event
+            elif kind == "error":
+                message = str(event.get("message", ""))
+                if event.get("kind") == "busy":
+                    raise SnapshotBusy(f"{source} stayed locked: {message}")
+                raise SnapshotFailed(f"copying {source} failed: {message}")
+        code = child.wait()
+        if began is None or finished is None or code != 0:
+            raise SnapshotFailed(
+                f"copying {source} failed: the copying process ended with status {code} "
+                "before it finished"
+            )
         copied = True
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            raise SnapshotBusy(f"{source} stayed locked: {text}") from exc
-        raise SnapshotFailed(f"copying {source} failed: {text}") from exc
-    except sqlite3.Error as exc:
-        raise SnapshotFailed(f"copying {source} failed: {exc}") from exc
     finally:
-        if src is not None:
-            if src.in_transaction:
-                src.execute("ROLLBACK")
-            src.close()
-        if dst is not None:
-            dst.close()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()
         if not copied:  # a half copy must not be mistaken for a backup
             _remove(target)
 
     return SnapshotInfo(
         source=source,
         target=target,
-        taken_at=taken_at,
-        journal_mode=journal_mode,
-        page_size=page_size,
-        page_count=page_count,
-        steps=steps,
-        restarts=restarts,
+        taken_at=datetime.fromisoformat(str(began["taken_at"])),
+        journal_mode=str(began["journal_mode"]),
+        page_size=int(began["page_size"]),
+        page_count=int(finished["page_count"]),
+        steps=int(finished["steps"]),
+        restarts=int(finished["restarts"]),
         duration_s=time.perf_counter() - started,
         size_bytes=target.stat().st_size,
     )
+
+
+def _parse_event(line: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise SnapshotFailed(f"the copying process said something unexpected: {line[:200]!r}")
+    return event
 
 
 def export_remote(

@@ -8,6 +8,11 @@ backup; outcomes are read from the ledger, the catalogue and the metrics.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -268,3 +273,78 @@ def test_writers_keep_committing_while_a_backup_job_runs(
     expected = [(i,) for i in range(1, snapshot_rows + 1)]
     assert query(restored, "SELECT id FROM pair_a ORDER BY id") == expected
     assert query(restored, "SELECT id FROM pair_b ORDER BY id") == expected
+
+
+def _read_in_a_fresh_process(db_path: Path, sql: str) -> list[list[Any]]:
+    """Rows as a process that never touched the file before sees them."""
+    program = (
+        "import json, sys, libsql\n"
+        "connection = libsql.connect(sys.argv[1])\n"
+        "print(json.dumps([list(row) for row in connection.execute(sys.argv[2]).fetchall()]))\n"
+        "connection.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(db_path), sql],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = json.loads(done.stdout)
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_commits_of_the_worker_process_after_a_backup_reach_every_other_process(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """SQLite's POSIX locks belong to the process: a second SQLite library opening and
+    closing the live file inside the worker would drop the locks of the worker's libSQL
+    connections, and a later open-and-close elsewhere would then checkpoint and delete
+    the WAL under them. The worker's next commits would be seen by nobody else."""
+    with open_pipeline(tmp_path, redis_url, backup_dir=tmp_path / "backups") as pipeline:
+        # One pool process: the backup and every later job run in the same process.
+        worker = pipeline.start_worker([MAINTENANCE_QUEUE, "canary"], concurrency=1)
+        pool = worker.pool_processes()
+        backup = enqueue(pipeline.runtime, JobKind.BACKUP, {"mode": "backup"}).job.id
+        pipeline.wait_for_job(backup, JobStatus.SUCCEEDED, timeout=JOB_TIMEOUT_S)
+        first = enqueue(pipeline.runtime, JobKind.CANARY, {}).job.id
+        pipeline.wait_for_job(first, JobStatus.SUCCEEDED, timeout=JOB_TIMEOUT_S)
+
+        # Nobody but the worker holds the file open; another process opens and closes it.
+        pipeline.runtime.db.dispose()
+        assert _read_in_a_fresh_process(pipeline.db_path, "SELECT count(*) FROM jobs") == [[2]]
+
+        second = enqueue(pipeline.runtime, JobKind.CANARY, {}).job.id
+        pipeline.runtime.db.dispose()
+        outcomes = pipeline.wait_for_task_outcomes(second, 1, timeout=JOB_TIMEOUT_S)
+        assert worker.pool_processes() == pool  # the very process that ran the backup
+        assert outcomes == [{"succeeded": True, "attempt": 1}]
+
+        statuses = _read_in_a_fresh_process(
+            pipeline.db_path, "SELECT id, status FROM jobs ORDER BY created_at"
+        )
+        assert statuses == [[backup, "succeeded"], [first, "succeeded"], [second, "succeeded"]]
+        effects = _read_in_a_fresh_process(
+            pipeline.db_path, "SELECT job_id FROM canary_effects ORDER BY job_id"
+        )
+        assert effects == sorted([[first], [second]])
+
+
+def test_a_worker_removes_scratch_folders_of_killed_backups_when_it_starts(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with open_pipeline(tmp_path, redis_url, data_dir=tmp_path / "data") as pipeline:
+        scratch = tmp_path / "data" / "tmp"
+        stale = scratch / "backup-killed"
+        stale.mkdir(parents=True)
+        (stale / "snapshot.db").write_bytes(bytes(1 << 20))
+        an_hour_ago = time.time() - 3600
+        os.utime(stale, (an_hour_ago, an_hour_ago))
+        unrelated = scratch / "something-else"
+        unrelated.mkdir()
+
+        pipeline.start_worker([MAINTENANCE_QUEUE], concurrency=1)
+
+        assert not stale.exists()
+        assert unrelated.exists()

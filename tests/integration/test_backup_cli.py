@@ -519,3 +519,26 @@ class TestTampering:
         at = cli.ok("restore", "--at", FAR_FUTURE, "--to", str(target))
         assert at.stdout.startswith(f"backup {older['backup_id']}, taken at ")
         assert _notes(target) == _notes(cli.db_path)
+
+    def test_a_manifest_from_before_signing_is_refused_until_adopted(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        created = cli.create(BACKUP_ENCRYPTION_KEY=KEY_A)
+        backup_id = created["backup_id"]
+        manifest = cli.backup_dir / f"{backup_id}.manifest.json"
+        document = json.loads(manifest.read_text())
+        del document["signature"]  # as versions before signing wrote it
+        manifest.write_text(json.dumps(document))
+        target = tmp_path / "copies" / "mine.db"
+
+        refused = cli.run("restore", backup_id, "--to", str(target), BACKUP_ENCRYPTION_KEY=KEY_A)
+        assert refused.returncode == 1, refused.describe()
+        error = refused.error_line()
+        assert error.startswith(f"error: ManifestRejected: the manifest of {backup_id} is not ")
+        assert f"`autoforge backup adopt {backup_id}`" in error
+        assert cli.ok("list", "--json", BACKUP_ENCRYPTION_KEY=KEY_A).json() == []
+
+        adopted = cli.ok("adopt", backup_id, BACKUP_ENCRYPTION_KEY=KEY_A)
+        assert adopted.stdout.startswith(f"adopted {backup_id} ")
+        cli.ok("restore", backup_id, "--to", str(target), BACKUP_ENCRYPTION_KEY=KEY_A)
+        assert _notes(target) == _notes(cli.db_path)

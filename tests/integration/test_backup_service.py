@@ -9,6 +9,9 @@ refused with the target left exactly as it was.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from typing import Any
 
 import libsql
 import pytest
+import zstandard
 
 from core.settings import Settings
 from db import migrations
@@ -30,12 +34,15 @@ from tasks.backup.errors import (
     BackupNotFound,
     DrillFailed,
     EncryptionKeyMissing,
+    ManifestRejected,
     RestoreRefused,
 )
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import (
+    adopt_backup,
     create_backup,
     list_backups,
+    manifest_signer,
     prune_backups,
     restore_backup,
     restore_drill,
@@ -166,7 +173,9 @@ def test_round_trip_restores_identical_contents(
     assert restored.table_checksums == original.table_checksums
     assert restored.schema_revision == manifest.schema_revision
     assert report.replaced is None
-    assert nearest(tmp_path / "restored" / "copy.db", "[40,1,0]") == nearest(live_db, "[40,1,0]")
+    # A query without ties: [40,1,0], [120,3,0] and [200,5,0] point the same way, and
+    # the index breaks such ties differently from one connection to the next.
+    assert nearest(tmp_path / "restored" / "copy.db", "[7,7,4]") == nearest(live_db, "[7,7,4]") == 7
     assert sorted(p.name for p in (tmp_path / "restored").iterdir()) == ["copy.db"]
 
 
@@ -212,10 +221,11 @@ def test_a_tampered_backup_is_refused_and_the_target_untouched(
     assert leftovers(target.parent) == []
 
     if key is not None:
-        # Even with the manifest's checksum forged to match, the cipher refuses the change.
+        # Even with the manifest's checksum forged to match (and signed with the key), the
+        # cipher refuses the change.
         tampered = stored_object(settings, manifest)
         forged = manifest.model_copy(update={"stored_sha256": sha256_file(tampered)})
-        catalogue.save(LocalStorage(settings.backup_dir), forged)
+        catalogue.save(LocalStorage(settings.backup_dir), forged, signer=manifest_signer(settings))
         with pytest.raises(BackupCorrupted, match="failed authentication"):
             restore_backup(settings, manifest.id, to=target)
         assert target.read_bytes() == b"the current database"
@@ -395,3 +405,190 @@ def test_no_temporary_files_are_left_behind(
     assert list((settings.data_dir / "tmp").iterdir()) == []
     assert not any(p.name.startswith(".") for p in settings.backup_dir.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["restored.db"]
+
+
+# --- signed manifests and bounded decoding ------------------------------------------------
+
+
+def manifest_path(settings: Settings, manifest: BackupManifest) -> Path:
+    return settings.backup_dir.resolve() / manifest.manifest_key
+
+
+def rewrite_manifest(settings: Settings, manifest: BackupManifest, **changes: Any) -> None:
+    """Change members of the stored manifest in place, as someone with write access to the
+    storage (but not the key) would; its signature, if any, stays as it was."""
+    path = manifest_path(settings, manifest)
+    document = json.loads(path.read_text())
+    document.update(changes)
+    path.write_text(json.dumps(document, indent=2))
+
+
+def plant_zstd_bomb(settings: Settings, manifest: BackupManifest) -> dict[str, Any]:
+    """Replace the stored object with a few kB of zstd that inflate to 64 MiB of zeros;
+    returns the manifest members that describe it."""
+    bomb = zstandard.ZstdCompressor().compress(bytes(64 << 20))
+    assert len(bomb) < 64 << 10
+    key = f"{manifest.id}.db.zst"
+    (settings.backup_dir.resolve() / key).write_bytes(bomb)
+    stored = manifest.stored.model_copy(update={"key": key})
+    return {
+        "stored": stored.model_dump(mode="json"),
+        "stored_sha256": hashlib.sha256(bomb).hexdigest(),
+        "stored_size_bytes": len(bomb),
+        "compression": "zstd",
+        "encryption": None,
+    }
+
+
+def test_a_rewritten_manifest_is_refused_like_a_tampered_backup(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    """With a key, someone who can write to the storage but has no key swaps the encrypted
+    object for an unencrypted bomb and rewrites the manifest to match: refused unread."""
+    older = create_backup(settings, database)
+    newest = create_backup(settings, database)
+    rewrite_manifest(settings, newest, **plant_zstd_bomb(settings, newest))
+    target = tmp_path / "target.db"
+    target.write_bytes(b"keep me")
+
+    with pytest.raises(ManifestRejected, match=f"manifest of {newest.id} was altered"):
+        restore_backup(settings, newest.id, to=target)
+    with pytest.raises(ManifestRejected, match="altered"):
+        verify_backup(settings, newest.id)
+    assert target.read_bytes() == b"keep me"
+    # Left out of the catalogue: never chosen by --at, a drill or retention.
+    assert [m.id for m in list_backups(settings)] == [older.id]
+    assert restore_drill(settings).backup_id == older.id
+    assert restore_backup(settings, at=newest.created_at, to=tmp_path / "at.db").backup.id == (
+        older.id
+    )
+    _, deleted = prune_backups(settings)
+    assert deleted == []
+    assert manifest_path(settings, newest).exists()
+
+
+def test_an_unsigned_manifest_is_refused_when_a_key_is_set(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    """A manifest as versions before signing wrote it (or one whose signature was cut
+    off): with a key configured, it is refused with a message that says why."""
+    manifest = create_backup(settings, database)
+    manifest_path(settings, manifest).write_text(manifest.to_json())
+
+    with pytest.raises(ManifestRejected, match="not signed, but BACKUP_ENCRYPTION_KEY is set"):
+        restore_backup(settings, manifest.id, to=tmp_path / "restored.db")
+    assert list_backups(settings) == []
+    assert not (tmp_path / "restored.db").exists()
+
+
+def test_a_manifest_copied_under_another_name_is_refused(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    first = create_backup(settings, database)
+    second = create_backup(settings, database)
+    manifest_path(settings, second).write_bytes(manifest_path(settings, first).read_bytes())
+
+    with pytest.raises(ManifestRejected, match=f"stored as {second.id} describes backup"):
+        restore_backup(settings, second.id, to=tmp_path / "restored.db")
+    assert [m.id for m in list_backups(settings)] == [first.id]
+
+
+def test_without_a_key_manifests_are_unsigned_and_trusted_with_a_warning(
+    live_db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = backup_settings(live_db, tmp_path)
+    db = Database(plain)
+    try:
+        with caplog.at_level(logging.WARNING, logger="autoforge.backup"):
+            manifest = create_backup(plain, db)
+    finally:
+        db.dispose()
+    assert "signature" not in json.loads(manifest_path(plain, manifest).read_text())
+    # A manifest as versions before signing wrote it reads the same.
+    manifest_path(plain, manifest).write_text(manifest.to_json())
+    with caplog.at_level(logging.WARNING, logger="autoforge.backup"):
+        restore_backup(plain, manifest.id, to=tmp_path / "restored.db")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert all("neither encrypted nor authenticated" in w for w in warnings)
+
+
+def test_a_bomb_stops_at_the_manifest_size_in_a_drill(live_db: Path, tmp_path: Path) -> None:
+    """Without a key nothing is authenticated, but decoding still stops at the raw size the
+    manifest records."""
+    plain = backup_settings(live_db, tmp_path)
+    db = Database(plain)
+    try:
+        manifest = create_backup(plain, db)
+    finally:
+        db.dispose()
+    rewrite_manifest(plain, manifest, **plant_zstd_bomb(plain, manifest))
+
+    report = restore_drill(plain)
+
+    assert not report.ok
+    assert report.problems == [
+        f"{manifest.id}.db.zst decodes to more than the {manifest.raw_size_bytes} bytes its "
+        "manifest records: stopped writing"
+    ]
+
+
+def test_a_restore_that_cannot_fit_is_refused_before_writing(live_db: Path, tmp_path: Path) -> None:
+    plain = backup_settings(live_db, tmp_path)
+    db = Database(plain)
+    try:
+        manifest = create_backup(plain, db)
+    finally:
+        db.dispose()
+    rewrite_manifest(plain, manifest, raw_size_bytes=1 << 60)
+
+    with pytest.raises(RestoreRefused, match="free some space first"):
+        restore_backup(plain, manifest.id, to=tmp_path / "restored.db")
+    assert not (tmp_path / "restored.db").exists()
+
+
+def test_a_backup_from_before_signing_is_adopted_once_its_data_checks_out(
+    settings: Settings, database: Database, live_db: Path, tmp_path: Path
+) -> None:
+    legacy = create_backup(settings, database)
+    manifest_path(settings, legacy).write_text(legacy.to_json())  # as versions before wrote it
+    with pytest.raises(ManifestRejected, match=f"autoforge backup adopt {legacy.id}"):
+        restore_backup(settings, legacy.id, to=tmp_path / "before.db")
+
+    adopted = adopt_backup(settings, legacy.id)
+
+    assert adopted.id == legacy.id
+    assert adopted.verified_at is not None
+    assert "signature" in json.loads(manifest_path(settings, legacy).read_text())
+    assert [m.id for m in list_backups(settings)] == [legacy.id]
+    restore_backup(settings, legacy.id, to=tmp_path / "after.db")
+    assert inspect_database(tmp_path / "after.db").table_counts["notes"] == 500
+
+
+def test_only_genuine_encrypted_backups_are_adopted(
+    settings: Settings, database: Database, live_db: Path, tmp_path: Path
+) -> None:
+    # Its data was changed: the cipher says so, and the manifest stays unsigned.
+    damaged = create_backup(settings, database)
+    manifest_path(settings, damaged).write_text(damaged.to_json())
+    flip_one_byte(stored_object(settings, damaged))
+    rewrite_manifest(settings, damaged, stored_sha256=sha256_file(stored_object(settings, damaged)))
+    with pytest.raises(BackupCorrupted, match="failed authentication"):
+        adopt_backup(settings, damaged.id)
+    assert "signature" not in json.loads(manifest_path(settings, damaged).read_text())
+
+    # Not encrypted: nothing authenticates its data.
+    plain = backup_settings(live_db, tmp_path)
+    db = Database(plain)
+    try:
+        unencrypted = create_backup(plain, db)
+    finally:
+        db.dispose()
+    with pytest.raises(ManifestRejected, match="not encrypted with the configured key"):
+        adopt_backup(settings, unencrypted.id)
+
+    # A manifest that carries a signature is checked as ever.
+    signed = create_backup(settings, database)
+    rewrite_manifest(settings, signed, raw_size_bytes=1)
+    with pytest.raises(ManifestRejected, match="was altered"):
+        adopt_backup(settings, signed.id)

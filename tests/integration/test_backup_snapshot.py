@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ import pytest
 from tasks.backup.errors import SnapshotFailed
 from tasks.backup.snapshot import export_remote, snapshot_local
 from tasks.backup.verify import inspect_database, verify_database
+from tests.support.processes import children_of, is_alive, wait_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -344,3 +348,115 @@ def test_export_refuses_virtual_tables(tmp_path: Path) -> None:
 def test_snapshot_of_a_missing_file_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(SnapshotFailed, match="no database file"):
         snapshot_local(tmp_path / "absent.db", tmp_path / "copy.db", pages_per_step=1, pause_s=0)
+
+
+# --- the copy runs in a process of its own ------------------------------------------------
+
+
+def _run_python(program: str, *arguments: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", program, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+OPEN_AND_CLOSE = (
+    "import libsql, sys; c = libsql.connect(sys.argv[1]); "
+    "c.execute('SELECT count(*) FROM t').fetchall(); c.close()"
+)
+READ_IDS = (
+    "import libsql, sys; c = libsql.connect(sys.argv[1]); "
+    "print([r[0] for r in c.execute('SELECT id FROM t ORDER BY id').fetchall()])"
+)
+
+
+def test_a_snapshot_leaves_the_locks_of_the_calling_process_alone(tmp_path: Path) -> None:
+    """Closing a second SQLite library's handle on the live file would drop this process's
+    POSIX locks: another process's open-and-close would then delete the WAL under this
+    process's connection, and its next commit would be seen by no other process."""
+    live = tmp_path / "live.db"
+    connection = libsql.connect(str(live), isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL").fetchall()
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").fetchall()
+        connection.execute("INSERT INTO t VALUES (1)").fetchall()
+        snapshot_local(live, tmp_path / "copy.db", pages_per_step=1, pause_s=0)
+        connection.execute("INSERT INTO t VALUES (2)").fetchall()
+        _run_python(OPEN_AND_CLOSE, str(live))
+        connection.execute("INSERT INTO t VALUES (3)").fetchall()
+        assert _run_python(READ_IDS, str(live)).strip() == "[1, 2, 3]"
+    finally:
+        connection.close()
+    assert query(tmp_path / "copy.db", "SELECT id FROM t") == [(1,)]
+
+
+def _copying_processes(parent: int) -> list[int]:
+    return [
+        pid
+        for pid in children_of(parent)
+        if "page_copy.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
+
+
+class StopCopying(Exception):
+    """What a time limit raises in the middle of a copy."""
+
+
+def test_a_copy_abandoned_by_its_caller_is_killed_and_removed(
+    live_db: Path, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+
+    def give_up_after_three_steps(done: int, _total: int) -> None:
+        seen.extend(_copying_processes(os.getpid()))
+        if done >= 3:
+            raise StopCopying
+
+    with pytest.raises(StopCopying):
+        snapshot_local(
+            live_db,
+            tmp_path / "copy.db",
+            pages_per_step=1,
+            pause_s=0.01,
+            progress=give_up_after_three_steps,
+        )
+    assert seen, "the copy did not run in a process of its own"
+    assert not any(is_alive(pid) for pid in seen)
+    assert not (tmp_path / "copy.db").exists()
+
+
+def slow_snapshot(source: str, target: str) -> None:
+    """A copy that would take minutes: 1 page per step, 50 ms apart."""
+    snapshot_local(Path(source), Path(target), pages_per_step=1, pause_s=0.05)
+
+
+def test_the_copy_ends_when_its_caller_is_killed(live_db: Path, tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    caller = context.Process(target=slow_snapshot, args=(str(live_db), str(tmp_path / "c.db")))
+    caller.start()
+    try:
+        assert caller.pid is not None
+        pid = caller.pid
+        copying = wait_for(
+            lambda: _copying_processes(pid) or None,
+            timeout=WRITER_TIMEOUT_S,
+            what="the copying process to start",
+        )
+        wait_until(
+            lambda: (tmp_path / "c.db").exists(), timeout=WRITER_TIMEOUT_S, what="copy started"
+        )
+        caller.kill()  # the worker process dies (kill -9): nobody is left to end the copy
+        caller.join(WRITER_TIMEOUT_S)
+        wait_until(
+            lambda: not any(is_alive(p) for p in copying),
+            timeout=WRITER_TIMEOUT_S,
+            what="the orphaned copy to exit",
+        )
+    finally:
+        if caller.is_alive():
+            caller.kill()
+            caller.join(WRITER_TIMEOUT_S)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backup.codec import decode_file, encode_file, key_id, sha256_file
+from tasks.backup.codec import CHUNK_BYTES, decode_file, encode_file, key_id, sha256_file
 from tasks.backup.errors import BackupCorrupted, BackupKeyMismatch, EncryptionKeyMissing
 from tasks.backup.manifest import Compression
 
@@ -194,3 +194,26 @@ def test_the_key_id_is_a_fingerprint_not_the_key() -> None:
     assert len(key_id(KEY)) == 16
     assert key_id(KEY) != key_id(bytes(32))
     assert KEY.hex()[:16] != key_id(KEY)
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+def test_decoding_never_writes_past_the_expected_size(
+    tmp_path: Path, compression: Compression
+) -> None:
+    """A tiny object that inflates far past the manifest's raw size: decoding stops at the
+    limit, before the disk fills."""
+    raw = tmp_path / "zeros"
+    with raw.open("wb") as file:
+        file.truncate(64 << 20)  # 64 MiB of zeros: a few kilobytes of zstd or gzip
+    stored = encode(raw, tmp_path, compression, None)
+    if compression != "none":
+        assert stored.stat().st_size < 256 << 10
+    out = tmp_path / "out"
+    limit = 3 * CHUNK_BYTES + 123
+
+    with pytest.raises(BackupCorrupted, match=f"more than the {limit} bytes"):
+        decode_file(
+            stored, out, compression=compression, encrypted=False, key=None,
+            expected_raw_size=limit,
+        )  # fmt: skip
+    assert out.stat().st_size <= limit

@@ -1,13 +1,15 @@
-"""The manifest: JSON round trip, UTC times, safe ids, and the choice of ``--at``."""
+"""The manifest: JSON round trip, UTC times, safe ids, signatures, and the choice of ``--at``."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from tasks.backup.errors import BackupNotFound
+from tasks.backup.errors import BackupKeyMismatch, BackupNotFound, ManifestRejected
 from tasks.backup.manifest import (
     BackupManifest,
     EncryptionInfo,
@@ -17,6 +19,7 @@ from tasks.backup.manifest import (
     new_backup_id,
 )
 from tasks.backup.service import pick_backup
+from tasks.backup.signing import ManifestSigner
 
 T0 = datetime(2026, 11, 5, 3, 0, tzinfo=UTC)
 
@@ -86,3 +89,44 @@ def test_at_picks_the_newest_verified_backup_at_or_before_the_time() -> None:
     assert pick_backup(catalogue, (T0 + timedelta(days=1)).replace(tzinfo=None)) == tuesday
     with pytest.raises(BackupNotFound, match="oldest verified backup is from 2026-11-05"):
         pick_backup(catalogue, T0 - timedelta(seconds=1))
+
+
+KEY_A = bytes(range(32))
+KEY_B = bytes(range(1, 33))
+
+
+def test_a_signed_manifest_reads_back_and_any_change_is_refused() -> None:
+    signer = ManifestSigner(KEY_A)
+    original = manifest()
+    stored = signer.dump(original)
+    assert signer.load(stored, original.id) == original
+
+    document = json.loads(stored)
+    changes: list[tuple[str, Any]] = [
+        ("raw_size_bytes", 1 << 40),
+        ("encryption", None),
+        ("created_at", "2030-01-01T00:00:00Z"),
+        ("added_by_a_newer_version", 1),  # members this version does not read count too
+    ]
+    for member, value in changes:
+        altered = json.dumps({**document, member: value}).encode()
+        with pytest.raises(ManifestRejected, match="was altered"):
+            signer.load(altered, original.id)
+    unsigned = json.dumps({k: v for k, v in document.items() if k != "signature"}).encode()
+    with pytest.raises(ManifestRejected, match="not signed"):
+        signer.load(unsigned, original.id)
+    with pytest.raises(BackupKeyMismatch, match="wrong key"):
+        ManifestSigner(KEY_B).load(stored, original.id)
+    nan = stored.replace(b'"duration_s": 1.5', b'"duration_s": NaN')
+    assert nan != stored
+    with pytest.raises(ManifestRejected):
+        signer.load(nan, original.id)
+
+
+def test_without_a_key_manifests_are_unsigned_and_read_unchecked() -> None:
+    original = manifest()
+    stored = ManifestSigner(None).dump(original)
+    assert "signature" not in json.loads(stored)
+    assert ManifestSigner(None).load(stored, original.id) == original
+    # One signed with a key reads too: without the key it cannot be checked.
+    assert ManifestSigner(None).load(ManifestSigner(KEY_A).dump(original), original.id) == original
