@@ -167,6 +167,9 @@ def enqueue_evaluation(
         ) from None
 
     def create_evaluation(session: Session, job: Job) -> None:
+        # Checked again in the enqueue transaction: the prompt may be gone by now.
+        if PromptRepository(session).get(spec.prompt_id) is None:
+            _invalid(("body", "prompt_id"), f"prompt {spec.prompt_id} does not exist")
         EvaluationRepository(session).add(
             Evaluation(
                 id=job.id, prompt_id=spec.prompt_id, provider=spec.provider, model=spec.model
