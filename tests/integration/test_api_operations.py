@@ -136,7 +136,9 @@ class TestOutages:
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
         assert response.json()["error"]["code"] == "database_busy"
-        assert _sample(samples, "autoforge_db_lock_retries_total") >= 2
+        lock_retries = _sample(samples, "autoforge_db_lock_retries_total")
+        assert lock_retries is not None
+        assert lock_retries >= 2
         assert llen(redis_url, "canary") == 0
 
     def test_unopenable_database_answers_503(self, tmp_path: Path, redis_url: str) -> None:
