@@ -44,10 +44,16 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_db_engine(_settings())
+    settings = _settings()
+    engine = create_db_engine(settings)
     try:
         with engine.connect() as connection:
-            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            dbapi = connection.connection.dbapi_connection
+            dbapi.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            if settings.database.is_local:
+                # A migration is a one-off process with nothing else to freeze: let SQLite
+                # wait for running writers itself (engine connections never wait inside).
+                dbapi.execute(f"PRAGMA busy_timeout={settings.db_busy_timeout_ms:d}")  # type: ignore[union-attr]
             _configure(connection)
             with context.begin_transaction():
                 context.run_migrations()

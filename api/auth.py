@@ -4,6 +4,9 @@ The accepted keys are ``AUTOFORGE_API_KEYS`` or, in ``local``, the key that ``au
 up`` generated (:func:`core.local_secrets.api_keys`). A presented key is compared in
 constant time with every accepted key. With no key configured the API refuses all
 ``/v1`` calls (``503``): it never falls open. Keys are never logged.
+
+:data:`CallerScope` names which key authenticated a request, as a short hash of it
+(:func:`domain.idempotency.client_scope`), e.g. to keep each key's idempotency keys apart.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import AuthNotConfigured, Forbidden, NotAuthenticated
 from core.local_secrets import api_keys
 from core.settings import Settings
+from domain.idempotency import client_scope
 
 # auto_error=False: we answer missing or malformed headers ourselves, in our error shape.
 bearer_scheme = HTTPBearer(auto_error=False, description="An AutoForge API key.")
@@ -71,3 +75,15 @@ def require_api_key(
         raise NotAuthenticated()
     if not ring.accepts(credentials.credentials):
         raise Forbidden()
+
+
+def caller_scope(
+    _authenticated: Annotated[None, Depends(require_api_key)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> str:
+    """Which API key made the request, as a short hash (never the key itself)."""
+    assert credentials is not None  # require_api_key admitted the request
+    return client_scope(credentials.credentials)
+
+
+CallerScope = Annotated[str, Depends(caller_scope)]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.evaluations import Evaluation, EvaluationStatus, TestResult
+from domain.idempotency import key_shown_to_clients
 from domain.jobs import Job, JobKind, JobStatus
 from domain.prompts import Prompt, PromptStatus
 from domain.schemas import MetaKey, MetaValue, PromptTags
@@ -63,7 +64,10 @@ class JobOut(BaseModel):
     progress_detail: ProgressDetail | None = None
     result: dict[str, Any] | None
     error: JobErrorOut | None
-    idempotency_key: str | None
+    idempotency_key: str | None = Field(
+        description="The Idempotency-Key its client sent (keys are per API key); "
+        "null for scheduled jobs and jobs sent without one."
+    )
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -83,7 +87,7 @@ class JobOut(BaseModel):
             error=JobErrorOut(kind=job.error.kind, message=job.error.message)
             if job.error
             else None,
-            idempotency_key=job.idempotency_key,
+            idempotency_key=key_shown_to_clients(job.idempotency_key),
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

@@ -76,7 +76,13 @@ class Settings(BaseSettings):
         "", description="Comma-separated host names allowed over plain http:// (not loopback)."
     )
 
-    db_busy_timeout_ms: int = Field(5000, ge=0, le=600_000)
+    db_busy_timeout_ms: int = Field(
+        5000,
+        ge=0,
+        le=600_000,
+        description="How long a read waits for its connection while the database is busy or "
+        "(remote) unreachable. Waited in Python: SQLite's own busy_timeout is 0.",
+    )
     db_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     db_slow_query_ms: float = Field(250.0, ge=0)
     db_echo: bool = False
@@ -84,10 +90,16 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(10, ge=0, le=100)
     db_pool_recycle_s: int = Field(3600, ge=1)
     db_connect_timeout_s: float = Field(10.0, gt=0)
-    db_write_max_attempts: int = Field(8, ge=1, le=100)
-    db_write_max_seconds: float = Field(30.0, gt=0)
-    db_write_backoff_initial_s: float = Field(0.02, gt=0)
-    db_write_backoff_max_s: float = Field(1.0, gt=0)
+    db_write_max_attempts: int = Field(
+        8, ge=1, le=100, description="Runs of a write unit that met a busy database mid-way."
+    )
+    db_write_max_seconds: float = Field(
+        30.0, gt=0, description="A write unit's whole budget, waits for the write lock included."
+    )
+    # Pauses between tries while the database is busy: short, because each try costs
+    # microseconds and a long pause is time the lock may sit free.
+    db_write_backoff_initial_s: float = Field(0.001, gt=0)
+    db_write_backoff_max_s: float = Field(0.02, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

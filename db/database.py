@@ -7,6 +7,7 @@ pooled connections are never shared across processes (SQLAlchemy's pooling guide
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
+from db.busy import BusyWait
 from db.engine import BEGIN_MODE_OPTION, create_db_engine
+from db.errors import DatabaseBusy, DatabaseUnavailable
+
+log = logging.getLogger("autoforge.db")
 
 
 @dataclass
@@ -45,11 +50,10 @@ class Database:
         self._pid: int | None = None
         self._engine: Engine | None = None
         self._factories: dict[str, sessionmaker[Session]] = {}
-        #: Serializes write transactions of this process's threads on a local file. The
-        #: libSQL SDK keeps the GIL while a statement waits out ``busy_timeout``, so a
-        #: thread waiting for the write lock would stop the thread holding it from
-        #: committing: both would stall for the whole timeout. SQLite has one writer at a
-        #: time anyway; other processes still meet through ``busy_timeout``.
+        #: Serializes write units of this process's threads on a local file, their waits
+        #: for another process's write lock included: SQLite has one writer at a time
+        #: anyway, so threads queue here (without the GIL) and only one of them polls
+        #: the database while another process writes (:mod:`db.busy`).
         self.write_lock: threading.Lock | None = (
             threading.Lock() if settings.database.is_local else None
         )
@@ -113,10 +117,40 @@ class Database:
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
-        """A session for reads: an ordinary deferred transaction, rolled back at the end."""
-        session = self._session("DEFERRED")
+        """A session for reads: an ordinary deferred transaction, rolled back at the end.
+
+        Its connection is taken up front. While that cannot be done because the database
+        is busy (a new connection's set-up meets another process's exclusive lock) or, for
+        a remote database, unreachable, it waits in Python for up to
+        ``DB_BUSY_TIMEOUT_MS`` (:mod:`db.busy`). Once begun, reads of a WAL database do
+        not wait for writers.
+        """
+        session = self._begun_read_session()
         try:
             yield session
         finally:
             session.rollback()
             session.close()
+
+    def _begun_read_session(self) -> Session:
+        wait: BusyWait | None = None
+        while True:
+            session = self._session("DEFERRED")
+            try:
+                session.connection()  # check out (or open) a connection and BEGIN
+            except (DatabaseBusy, DatabaseUnavailable) as exc:
+                session.close()
+                if isinstance(exc, DatabaseUnavailable) and self.settings.database.is_local:
+                    raise  # a local file that cannot be opened is not coming back by itself
+                wait = wait or BusyWait.for_reads(self.settings)
+                if not wait.pause():
+                    log.warning(
+                        "gave up on a read after %.1f s and %d tries: %s",
+                        wait.elapsed(),
+                        wait.tries,
+                        type(exc).__name__,
+                    )
+                    raise
+                log.debug("database busy or unreachable (%s); a read waits", type(exc).__name__)
+            else:
+                return session

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.engine import URL
 from sqlalchemy_libsql.libsql import SQLiteDialect_libsql
 
+from db.errors import DatabaseUnavailable, classify
+
 
 class LibSQLDialect(SQLiteDialect_libsql):  # type: ignore[misc]
     """``sqlite+libsql_sdk://``: SQLite dialect over the official libSQL SDK."""
@@ -32,6 +34,21 @@ class LibSQLDialect(SQLiteDialect_libsql):  # type: ignore[misc]
     def on_connect(self) -> None:
         # sqlite3's on_connect registers a REGEXP function: libSQL has no create_function.
         return None
+
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        """The pool's pre-ping (remote databases). SQLAlchemy only recognises
+        ``libsql.Error`` here, and the SDK raises ``ValueError``: classify it, so an
+        unreachable server makes the pool reconnect (and the caller wait it out,
+        :mod:`db.busy`) instead of escaping as a bare ``ValueError``."""
+        try:
+            return bool(super().do_ping(dbapi_connection))
+        except Exception as exc:
+            typed = classify(exc)
+            if typed is None:
+                raise
+            if isinstance(typed, DatabaseUnavailable):
+                return False  # a dead connection: the pool opens a new one
+            raise typed from exc
 
     def create_connect_args(self, url: URL) -> tuple[list[Any], dict[str, Any]]:
         args, kwargs = super().create_connect_args(url)

@@ -2,7 +2,9 @@
 
 Every connection gets its PRAGMAs, every transaction is begun explicitly (``BEGIN`` or,
 for write transactions, ``BEGIN IMMEDIATE``), driver errors are classified into
-:mod:`db.errors`, and statements slower than a threshold are logged.
+:mod:`db.errors`, and statements slower than a threshold are logged. Local connections
+never wait for a lock inside SQLite (``busy_timeout=0``): the SDK would keep the GIL
+meanwhile. Waiting happens in Python (:mod:`db.busy`).
 
 The connection is made by a ``creator`` so the auth token is handed straight to the SDK
 and never appears in an engine URL, its ``repr`` or SQLAlchemy's echo.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import libsql
@@ -22,6 +25,7 @@ from sqlalchemy.pool import QueuePool
 
 from core.settings import Settings
 from db import dialect as _dialect  # noqa: F401  (registers sqlite+libsql_sdk)
+from db.busy import SDK_BUSY_TIMEOUT_MS
 from db.errors import classify
 
 BEGIN_MODE_OPTION = "autoforge_begin"  # execution option: "DEFERRED" (default) or "IMMEDIATE"
@@ -41,7 +45,7 @@ def create_db_engine(settings: Settings) -> Engine:
         def connect() -> Any:
             return _checked(
                 lambda: libsql.connect(
-                    path, isolation_level=None, timeout=settings.db_busy_timeout_ms / 1000
+                    path, isolation_level=None, timeout=SDK_BUSY_TIMEOUT_MS / 1000
                 ),
                 pragmas,
             )
@@ -90,7 +94,7 @@ def _pragmas(settings: Settings) -> list[str]:
     if not settings.database.is_local:
         return ["PRAGMA foreign_keys=ON"]
     return [
-        f"PRAGMA busy_timeout={settings.db_busy_timeout_ms:d}",
+        f"PRAGMA busy_timeout={SDK_BUSY_TIMEOUT_MS:d}",
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={settings.db_synchronous}",
         "PRAGMA foreign_keys=ON",
@@ -103,14 +107,18 @@ def _checked(open_connection: Callable[[], Any], pragmas: list[str]) -> Any:
     SQLAlchemy's ``handle_error`` hook does not see errors raised while a new connection
     is being set up (the SDK raises ``ValueError``, not ``libsql.Error``), and the SDK only
     reaches a remote server on the first statement: so a busy file here becomes
-    :class:`DatabaseBusy` (which write transactions retry) and a dead server
-    :class:`DatabaseUnavailable`.
+    :class:`DatabaseBusy` and a dead server :class:`DatabaseUnavailable`, which reads and
+    write units wait out (:mod:`db.busy`). A half-opened connection is closed.
     """
+    connection = None
     try:
         connection = open_connection()
         for pragma in pragmas:
             connection.execute(pragma).fetchall()  # the SDK steps a statement lazily
     except Exception as exc:
+        if connection is not None:
+            with suppress(Exception):  # the error that matters is the first one
+                connection.close()
         typed = classify(exc)
         if typed is None:
             raise

@@ -40,17 +40,32 @@ def parse_cron(expression: str, *, variable: str) -> crontab:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The schedule entries. Replica syncs are added by their issue."""
+    """The schedule entries. Replica syncs are added by their issue.
+
+    A ledger job on a schedule fires ``enqueue_scheduled`` with ``(kind, arguments,
+    period pattern, cron)``: its period is named after the fire time, and the outbox
+    sweeper catches up a lost fire (``tasks/maintenance/schedule.py``).
+    """
     return {
         "nightly-backup": {
             "task": ENQUEUE_SCHEDULED_TASK,
             "schedule": parse_cron(settings.backup_cron, variable="BACKUP_CRON"),
-            "args": ("backup", {"mode": "backup", "prune": True}, "%Y-%m-%d"),
+            "args": (
+                "backup",
+                {"mode": "backup", "prune": True},
+                "%Y-%m-%d",
+                settings.backup_cron,
+            ),
         },
         "restore-drill": {
             "task": ENQUEUE_SCHEDULED_TASK,
             "schedule": parse_cron(settings.restore_drill_cron, variable="RESTORE_DRILL_CRON"),
-            "args": ("backup", {"mode": "drill", "prune": True}, "%G-W%V"),
+            "args": (
+                "backup",
+                {"mode": "drill", "prune": True},
+                "%G-W%V",
+                settings.restore_drill_cron,
+            ),
         },
         "sweep-outbox": {
             "task": SWEEP_OUTBOX_TASK,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
+from api.auth import CallerScope
 from api.errors import JobKindNotImplemented, JobStateConflict, UnknownJobKind
 from api.pagination import InvalidCursor, decode_cursor, encode_cursor
 from api.resources import ApiResources, Resources
@@ -23,6 +24,7 @@ from db.repositories.jobs import JobCursor, JobRepository
 from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
 from domain.evaluations import Evaluation, EvaluationStatus
+from domain.idempotency import client_key
 from domain.jobs import Job, JobKind, JobStatus
 from tasks.backup.job import BackupArguments
 from tasks.canary.logic import CanaryArguments
@@ -42,9 +44,17 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         description="Replaying a key returns the job it created (200) instead of a new one; "
-        "the same key with a different body is a 409.",
+        "the same key with a different body is a 409. Keys are per API key.",
     ),
 ]
+
+
+def _ledger_key(scope: CallerScope, idempotency_key: IdempotencyKey = None) -> str | None:
+    """The Idempotency-Key in the namespace of the API key that sent it."""
+    return None if idempotency_key is None else client_key(scope, idempotency_key)
+
+
+LedgerIdempotencyKey = Annotated[str | None, Depends(_ledger_key)]
 
 _ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobOut, "description": "Idempotent replay: the job this key created."},
@@ -84,7 +94,7 @@ def enqueue_canary(
     arguments: CanaryArguments,
     response: Response,
     resources: Resources,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: LedgerIdempotencyKey,
 ) -> JobOut:
     """Enqueue a canary job: it sleeps ``sleep_ms``, fails transiently ``fail_times``
     times, then writes one effect row keyed by its id. It exercises the whole pipeline."""
@@ -98,7 +108,7 @@ def enqueue_backup(
     arguments: BackupArguments,
     response: Response,
     resources: Resources,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: LedgerIdempotencyKey,
 ) -> JobOut:
     """Take a consistent online backup now (verified, stored, retention applied), or with
     ``{"mode": "drill"}`` restore the newest backup into a temporary file and check it.
@@ -113,7 +123,7 @@ def enqueue_evaluation(
     spec: EvaluationSpec,
     response: Response,
     resources: Resources,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: LedgerIdempotencyKey,
 ) -> JobOut:
     """Run a prompt against test cases with an LLM provider and score the outputs.
 
@@ -157,6 +167,9 @@ def enqueue_evaluation(
         ) from None
 
     def create_evaluation(session: Session, job: Job) -> None:
+        # Checked again in the enqueue transaction: the prompt may be gone by now.
+        if PromptRepository(session).get(spec.prompt_id) is None:
+            _invalid(("body", "prompt_id"), f"prompt {spec.prompt_id} does not exist")
         EvaluationRepository(session).add(
             Evaluation(
                 id=job.id, prompt_id=spec.prompt_id, provider=spec.provider, model=spec.model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -9,10 +10,12 @@ from core.settings import Settings
 from db.column_types import utcnow
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import JobKind
 from tasks.base import LedgerTask
-from workers.outbox import enqueue, sweep
+from tasks.maintenance.schedule import catch_up, enqueue_fire
+from workers.outbox import sweep
 from workers.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+
+log = logging.getLogger("autoforge.maintenance")
 
 
 def register(app: Any, settings: Settings) -> None:
@@ -20,24 +23,37 @@ def register(app: Any, settings: Settings) -> None:
         name=SWEEP_OUTBOX_TASK, base=LedgerTask, bind=True, time_limit=120, soft_time_limit=100
     )
     def sweep_outbox(self: LedgerTask) -> dict[str, int]:
-        """Republish queued jobs the broker may have lost and jobs whose worker died."""
+        """Republish queued jobs the broker may have lost and jobs whose worker died;
+        then make sure each schedule's latest period has its job (a lost fire)."""
         report = sweep(self.runtime)
-        return {"due": report.due, "republished": report.republished}
+        caught_up = catch_up(self.runtime, utcnow())
+        for made in caught_up:
+            if made.created:
+                log.warning("scheduled job %s was missing; enqueued %s", made.key, made.job_id)
+        return {
+            "due": report.due,
+            "republished": report.republished,
+            "scheduled": sum(made.created for made in caught_up),
+        }
 
     @app.task(
         name=ENQUEUE_SCHEDULED_TASK, base=LedgerTask, bind=True, time_limit=60, soft_time_limit=50
     )
     def enqueue_scheduled(
-        self: LedgerTask, kind: str, arguments: dict[str, Any], period: str
+        self: LedgerTask,
+        kind: str,
+        arguments: dict[str, Any],
+        period: str,
+        cron: str | None = None,
     ) -> dict[str, Any]:
         """Put a scheduled job in the ledger (e.g. the nightly backup).
 
-        The idempotency key names the schedule and its period (``period`` is a strftime
-        pattern of the current UTC time), so a repeated fire in the same period returns
-        the job it already created instead of a second one.
+        The idempotency key names the schedule and its period: ``period`` is a strftime
+        pattern of the fire time, the latest time at or before now that ``cron`` fires.
+        A repeated fire in the same period, or the sweeper's catch-up of it, returns the
+        job already made instead of a second one.
         """
-        key = f"schedule:{kind}:{arguments.get('mode', '')}:{utcnow().strftime(period)}"
-        accepted = enqueue(self.runtime, JobKind(kind), arguments, idempotency_key=key)
+        accepted, key = enqueue_fire(self.runtime, kind, arguments, period, cron, utcnow())
         return {"job_id": accepted.job.id, "created": accepted.created, "key": key}
 
     @app.task(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,12 +154,30 @@ def test_backups_and_drills_run_on_a_worker_and_a_tampered_backup_fails_the_dril
 
 
 def test_scheduled_fires_make_one_job_per_period(tmp_path: Path, redis_url: str) -> None:
-    with open_pipeline(tmp_path, redis_url, backup_dir=tmp_path / "backups") as pipeline:
+    # Periods are named after the fire time: schedules whose latest fires were an hour
+    # and two days ago name the same periods wherever in the day this runs.
+    now = datetime.now(UTC)
+    nightly_fire = (now - timedelta(hours=1)).replace(second=0, microsecond=0)
+    weekly_fire = (now - timedelta(days=2)).replace(second=0, microsecond=0)
+    backup_cron = f"{nightly_fire.minute} {nightly_fire.hour} * * *"
+    drill_cron = f"{weekly_fire.minute} {weekly_fire.hour} * * {weekly_fire.isoweekday() % 7}"
+    with open_pipeline(
+        tmp_path,
+        redis_url,
+        backup_dir=tmp_path / "backups",
+        backup_cron=backup_cron,
+        restore_drill_cron=drill_cron,
+    ) as pipeline:
         schedule = beat_schedule(pipeline.settings)
         nightly, weekly = schedule["nightly-backup"], schedule["restore-drill"]
         assert nightly["task"] == weekly["task"] == ENQUEUE_SCHEDULED_TASK
-        assert nightly["args"] == ("backup", {"mode": "backup", "prune": True}, "%Y-%m-%d")
-        assert weekly["args"] == ("backup", {"mode": "drill", "prune": True}, "%G-W%V")
+        assert nightly["args"] == (
+            "backup",
+            {"mode": "backup", "prune": True},
+            "%Y-%m-%d",
+            backup_cron,
+        )
+        assert weekly["args"] == ("backup", {"mode": "drill", "prune": True}, "%G-W%V", drill_cron)
         pipeline.start_worker([MAINTENANCE_QUEUE], concurrency=2)
 
         def fire_twice(args: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -180,8 +199,7 @@ def test_scheduled_fires_make_one_job_per_period(tmp_path: Path, redis_url: str)
         assert drill.error is not None
         assert drill.error.kind == "BackupNotFound"
         assert drill.arguments == {"mode": "drill", "prune": True}
-        assert drill.created_at is not None
-        year, week, _ = drill.created_at.isocalendar()
+        year, week, _ = weekly_fire.isocalendar()
         assert (
             drill.idempotency_key == drills[0]["key"] == f"schedule:backup:drill:{year}-W{week:02d}"
         )
@@ -193,9 +211,8 @@ def test_scheduled_fires_make_one_job_per_period(tmp_path: Path, redis_url: str)
         job = pipeline.wait_for_job(
             nightlies[0]["job_id"], JobStatus.SUCCEEDED, timeout=JOB_TIMEOUT_S
         )
-        assert job.created_at is not None
-        today = job.created_at.strftime("%Y-%m-%d")
-        assert job.idempotency_key == nightlies[0]["key"] == f"schedule:backup:backup:{today}"
+        day = nightly_fire.strftime("%Y-%m-%d")
+        assert job.idempotency_key == nightlies[0]["key"] == f"schedule:backup:backup:{day}"
         assert job.arguments == {"mode": "backup", "prune": True}
         assert job.result is not None
         assert [m.id for m in list_backups(pipeline.settings)] == [job.result["backup_id"]]

@@ -9,11 +9,14 @@ directly through :class:`EvaluationRepository`, with chosen completion times.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import libsql
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.dialects import sqlite
@@ -358,6 +361,41 @@ def test_a_soft_deleted_prompt_cannot_be_evaluated(
 
     assert error["loc"] == ["body", "prompt_id"]
     assert _row_counts(app_settings)["evaluations"] == 0
+
+
+def test_a_prompt_deleted_while_the_enqueue_waits_is_422_and_nothing_is_queued(
+    client: TestClient, app_settings: Settings, prompt_id: str, db_path: Path, redis_url: str
+) -> None:
+    """The prompt exists when the request is checked, and is deleted before the enqueue
+    transaction gets the write lock: the check inside that transaction refuses it."""
+    stats = client.app.state.resources.runtime.db.stats  # type: ignore[attr-defined]
+    holder = libsql.connect(str(db_path), isolation_level=None, timeout=0)
+    answers: list[Any] = []
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        retries_before = stats.lock_retries
+        request = threading.Thread(
+            target=lambda: answers.append(client.post("/v1/jobs/evaluation", json=_body(prompt_id)))
+        )
+        request.start()
+        deadline = time.monotonic() + 60
+        while stats.lock_retries == retries_before:  # checked, and waiting for the lock
+            assert request.is_alive(), answers
+            assert time.monotonic() < deadline, "the enqueue never waited for the lock"
+            time.sleep(0.01)
+        holder.execute("UPDATE prompts SET deleted_at = updated_at WHERE id = ?", (prompt_id,))
+        holder.execute("COMMIT")
+        request.join(timeout=60)
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+
+    [answer] = answers
+    error = _the_error(answer)
+    assert error["loc"] == ["body", "prompt_id"]
+    assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
+    assert llen(redis_url, QUEUE) == 0
 
 
 def test_duplicate_case_names_are_422_naming_them(

@@ -1,0 +1,117 @@
+"""A scheduled backup whose beat message was lost still happens, once per period.
+
+No beat runs here: the nightly backup and the weekly drill never reach the broker, as
+when Redis lost beat's message or beat was down at the fire time. A real worker on the
+``maintenance`` queue runs the outbox sweep, sent exactly as beat sends it, and the sweep
+puts the latest period's jobs in the ledger; a second sweep and beat's own (late) fire of
+the same period add nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from db.repositories.jobs import JobRepository
+from domain.jobs import Job, JobKind, JobStatus
+from tasks.maintenance.schedule import catch_up
+from tests.support.processes import Pipeline, open_pipeline
+from workers.beat import beat_schedule
+from workers.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE, SWEEP_OUTBOX_TASK
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+
+TASK_TIMEOUT_S = 40.0
+
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _backup_jobs(pipeline: Pipeline) -> list[Job]:
+    with pipeline.runtime.db.read_session() as session:
+        return JobRepository(session).list_recent(kind=JobKind.BACKUP, limit=100)
+
+
+def _send(pipeline: Pipeline, task: str, args: tuple[Any, ...] = ()) -> dict[str, Any]:
+    result = pipeline.app.send_task(task, args=args, queue=MAINTENANCE_QUEUE)
+    try:
+        outcome: dict[str, Any] = result.get(timeout=TASK_TIMEOUT_S)
+    finally:
+        result.forget()
+    return outcome
+
+
+def test_the_sweeper_makes_the_latest_periods_lost_backup_and_drill_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Schedules whose latest fires were two hours and three days ago: their periods are
+    # today's (or yesterday's) date and the ISO week of three days ago, whenever this runs.
+    now = datetime.now(UTC)
+    nightly_fire = _minute(now - timedelta(hours=2))
+    drill_fire = _minute(now - timedelta(days=3))
+    backup_cron = f"{nightly_fire.minute} {nightly_fire.hour} * * *"
+    drill_cron = f"{drill_fire.minute} {drill_fire.hour} * * {drill_fire.isoweekday() % 7}"
+    nightly_key = f"schedule:backup:backup:{nightly_fire:%Y-%m-%d}"
+    drill_key = f"schedule:backup:drill:{drill_fire:%G-W%V}"
+
+    with open_pipeline(
+        tmp_path,
+        redis_url,
+        backup_dir=tmp_path / "backups",
+        backup_cron=backup_cron,
+        restore_drill_cron=drill_cron,
+    ) as pipeline:
+        pipeline.start_worker([MAINTENANCE_QUEUE], concurrency=2)
+
+        first = _send(pipeline, SWEEP_OUTBOX_TASK)
+        assert first["scheduled"] == 2, first
+        jobs = {job.arguments["mode"]: job for job in _backup_jobs(pipeline)}
+        assert sorted(jobs) == ["backup", "drill"]
+        backup, drill = jobs["backup"], jobs["drill"]
+        assert (backup.idempotency_key, drill.idempotency_key) == (nightly_key, drill_key)
+        assert backup.arguments == {"mode": "backup", "prune": True}
+
+        # The next sweep finds both periods done; so does beat's own fire, arriving late.
+        assert _send(pipeline, SWEEP_OUTBOX_TASK)["scheduled"] == 0
+        schedule = beat_schedule(pipeline.settings)
+        fired = _send(pipeline, ENQUEUE_SCHEDULED_TASK, schedule["nightly-backup"]["args"])
+        assert fired == {"job_id": backup.id, "created": False, "key": nightly_key}
+        fired = _send(pipeline, ENQUEUE_SCHEDULED_TASK, schedule["restore-drill"]["args"])
+        assert fired == {"job_id": drill.id, "created": False, "key": drill_key}
+        assert len(_backup_jobs(pipeline)) == 2
+
+        # The caught-up backup really runs.
+        done = pipeline.wait_for_job(backup.id, JobStatus.SUCCEEDED, timeout=TASK_TIMEOUT_S)
+        assert done.result is not None
+        assert done.result["mode"] == "backup"
+
+
+def test_a_fire_older_than_the_ledgers_retention_is_not_caught_up(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Its job may have been pruned already: catching it up could run it twice."""
+    now = datetime.now(UTC)
+    fire = _minute(now - timedelta(days=3))
+    once_a_year = f"{fire.minute} {fire.hour} {fire.day} {fire.month} *"
+    with open_pipeline(
+        tmp_path,
+        redis_url,
+        backup_cron=once_a_year,
+        restore_drill_cron=once_a_year,
+        ledger_retention_days=2,
+    ) as pipeline:
+        assert catch_up(pipeline.runtime, now) == []
+        assert _backup_jobs(pipeline) == []
+
+    with open_pipeline(
+        tmp_path / "longer", redis_url, backup_cron=once_a_year, restore_drill_cron=once_a_year
+    ) as pipeline:
+        made = catch_up(pipeline.runtime, now)
+        assert sorted((m.name, m.created) for m in made) == [
+            ("nightly-backup", True),
+            ("restore-drill", True),
+        ]
