@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.integration,
 ]
 
-HEAD = "0005"
+HEAD = "0006"
 APP_TABLES = frozenset({"prompt_templates", "prompts", "evaluations", "test_results"})
 # Revision 0004 adds the job ledger.
 HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects"}
