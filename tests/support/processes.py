@@ -341,10 +341,14 @@ class Pipeline:
         return process
 
     def start_worker(
-        self, queues: Sequence[str] = ("canary", "maintenance"), *, concurrency: int = 2
+        self,
+        queues: Sequence[str] = ("canary", "maintenance"),
+        *,
+        concurrency: int = 2,
+        pool: str = "prefork",
     ) -> CeleryProcess:
-        """A prefork worker on ``queues``, returned once it says it is ready and its pool
-        processes exist."""
+        """A worker on ``queues``, returned once it says it is ready and its pool
+        processes (prefork) and its lease keeper exist."""
         node = f"e2e-{uuid.uuid4().hex[:8]}"
         worker = self._start(
             "worker",
@@ -352,16 +356,17 @@ class Pipeline:
                 "worker",
                 "-Q", ",".join(queues),
                 "-c", str(concurrency),
-                "--pool", "prefork",
+                "--pool", pool,
                 "--loglevel", "INFO",
                 "-n", f"{node}@%h",
             ],
         )  # fmt: skip
         worker.wait_for_log(rf"{re.escape(node)}@\S+ ready\.", describe=self.describe)
+        processes = concurrency if pool == "prefork" else 0
         wait_until(
-            lambda: len(worker.pool_processes()) == concurrency,
+            lambda: len(worker.pool_processes()) == processes and len(worker.lease_keepers()) == 1,
             timeout=START_TIMEOUT_S,
-            what=f"{concurrency} pool processes of {worker.name}",
+            what=f"{processes} pool processes and a lease keeper of {worker.name}",
             describe=self.describe,
         )
         return worker
