@@ -13,7 +13,8 @@ from the processes that run jobs, so nothing a job does (a C call that keeps the
 stuck thread) can stop the renewal; and apart from the worker's main process, which
 forks pool processes and must therefore never load the libSQL SDK (a forked child of a
 process that did cannot reach a remote database). It exits when its stdin closes or its
-parent is gone: the leases of a dead worker then lapse within ``JOB_LEASE_S``.
+parent is gone, and only then (it ignores SIGINT and SIGTERM: a worker's warm shutdown
+still needs it): the leases of a dead worker then lapse within ``JOB_LEASE_S``.
 
 Run as ``python -m workers.lease_keeper --worker ID --parent PID``; settings come from
 the environment, as in :mod:`workers.main`.
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import select
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +144,11 @@ def run(settings: Settings, parent_pid: int) -> None:
 
 
 def main() -> None:
+    # Ctrl-C reaches the whole process group, and a supervisor may signal it too; the
+    # worker may then take a while to finish its jobs (a warm shutdown), and their leases
+    # must live on meanwhile. The keeper ends when its worker does (see ``run``).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", required=True, help="the worker's id (for the log)")
     parser.add_argument("--parent", required=True, type=int, help="the worker's main pid")
