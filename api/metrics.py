@@ -35,7 +35,7 @@ from prometheus_client.core import (
 
 from db.repositories.job_stats import Histogram, JobStats, JobStatsRepository
 from db.repositories.jobs import JobRepository
-from workers.queues import ALL_QUEUES
+from workers.queues import ALL_QUEUES, broker_lists
 from workers.runtime import Runtime
 
 log = logging.getLogger("autoforge.api.metrics")
@@ -181,10 +181,12 @@ def _source_family(up: dict[str, int]) -> GaugeMetricFamily:
 
 
 def _llen(client: redis.Redis, queue: str) -> int:
-    # Celery's Redis transport keeps a queue's messages in a list named after the queue.
-    depth = client.llen(queue)
-    assert isinstance(depth, int)
-    return depth
+    # Celery's Redis transport keeps a queue's messages in one list per priority step.
+    with client.pipeline(transaction=False) as pipe:
+        for name in broker_lists(queue):
+            pipe.llen(name)
+        depths = pipe.execute()
+    return sum(int(depth) for depth in depths)
 
 
 class LockRetryCollector:

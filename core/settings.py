@@ -119,9 +119,13 @@ class Settings(BaseSettings):
 
     celery_visibility_timeout_s: int = Field(3900, ge=10)
     celery_unacked_restore_interval_s: int = Field(5, ge=1)
-    job_lease_s: float = Field(30.0, gt=0, description="A running job's lease; renewed at 1/3.")
+    # A killed worker's jobs run again within JOB_LEASE_S + SWEEPER_INTERVAL_S. Renewal
+    # is one UPDATE per worker every third of the lease, so a short lease is cheap.
+    job_lease_s: float = Field(
+        10.0, ge=1, description="A running job's lease; its worker renews it every third."
+    )
     outbox_republish_after_s: float = Field(300.0, gt=0)
-    sweeper_interval_s: float = Field(30.0, gt=0)
+    sweeper_interval_s: float = Field(5.0, gt=0)
     job_retry_backoff_s: float = Field(2.0, gt=0)
     job_retry_backoff_max_s: float = Field(300.0, gt=0)
     job_time_limits_s: dict[str, int] = Field(
@@ -217,6 +221,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CELERY_VISIBILITY_TIMEOUT_S ({self.celery_visibility_timeout_s}) must exceed "
                 f"the longest job time limit and retry delay ({longest_wait:g} s)"
+            )
+        if self.outbox_republish_after_s <= self.sweeper_interval_s:
+            # Else every sweep would publish every waiting job again.
+            raise ValueError(
+                f"OUTBOX_REPUBLISH_AFTER_S ({self.outbox_republish_after_s:g}) must exceed "
+                f"SWEEPER_INTERVAL_S ({self.sweeper_interval_s:g})"
             )
         if self.backup_storage == "s3" and not self.backup_s3_bucket:
             raise ValueError("BACKUP_STORAGE=s3 requires BACKUP_S3_BUCKET")

@@ -237,6 +237,8 @@ class JobModel(Base):
     error_kind: Mapped[str | None] = mapped_column(String(100), comment="エラー種別")
     error_message: Mapped[str | None] = mapped_column(Text(), comment="エラーメッセージ")
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), comment="リース期限")
+    # "<worker node>:<worker main pid>:<pid of the process running the attempt>"
+    lease_owner: Mapped[str | None] = mapped_column(String(255), comment="リース保持者")
     available_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), comment="次回実行可能日時")
     published_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime(), comment="ブローカー送信日時"

@@ -61,6 +61,7 @@ class Job:
     result: dict[str, Any] | None = None
     error: JobError | None = None
     lease_expires_at: datetime | None = None
+    lease_owner: str | None = None
     available_at: datetime | None = None
     published_at: datetime | None = None
     id: str = field(default_factory=new_id)

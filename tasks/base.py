@@ -2,10 +2,11 @@
 
 A Celery task of ours takes a job id and nothing else. ``run_job``:
 
-1. claims the job in the ledger (``queued`` -> ``running``, one more attempt, a lease);
-   a job that is finished, cancelled, or running elsewhere under a live lease is skipped,
-   which makes redelivered messages harmless;
-2. runs the kind's logic with the lease kept fresh;
+1. claims the job in the ledger (``queued`` -> ``running``, one more attempt, a lease
+   owned by this process); a job that is finished, cancelled, or running elsewhere under
+   a live lease is skipped, which makes redelivered messages harmless;
+2. runs the kind's logic; the worker's lease keeper, outside this process, keeps the
+   lease fresh meanwhile (:mod:`workers.leases`);
 3. on success writes the job's effects and ``succeeded`` in one write transaction,
    guarded so that only the attempt that still owns the job can commit (exactly-once
    effects on top of at-least-once delivery);
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -27,13 +27,14 @@ from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from sqlalchemy.orm import Session
 
 from core.errors import PermanentError, TransientError
-from db.column_types import utcnow
+from db.clock import database_now
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError
-from tasks.context import JobContext, JobOutcome, LeaseKeeper
+from tasks.context import JobContext, JobOutcome
 from tasks.errors import AttemptsExhausted, JobSuperseded, JobTimedOut
 from tasks.retry import RetryPolicy
+from workers.leases import JobRequest
 from workers.runtime import Runtime
 
 log = logging.getLogger("autoforge.jobs")
@@ -51,6 +52,8 @@ class LedgerTask(Task):  # type: ignore[misc]
     """Base class of every job task; subclasses call :meth:`run_job`."""
 
     abstract = True
+    # Tells the worker's lease keeper when a job starts and when its process is lost.
+    Request = JobRequest
 
     @property
     def runtime(self) -> Runtime:
@@ -65,10 +68,11 @@ class LedgerTask(Task):  # type: ignore[misc]
         settings = runtime.settings
         fail = partial(self._fail, on_failure=on_failure)
         policy = RetryPolicy(settings.job_retry_backoff_s, settings.job_retry_backoff_max_s)
+        owner = runtime.leases.owner()
         try:
             job = write_transaction(
                 runtime.db,
-                lambda s: JobRepository(s).claim(job_id, lease_s=settings.job_lease_s),
+                lambda s: JobRepository(s).claim(job_id, lease_s=settings.job_lease_s, owner=owner),
             )
         except TransientError as exc:
             # The database is busy or away: try the delivery again later.
@@ -81,8 +85,7 @@ class LedgerTask(Task):  # type: ignore[misc]
 
         context = JobContext(job=job, settings=settings, db=runtime.db, redis=runtime.redis)
         try:
-            with LeaseKeeper(runtime.db, job, settings.job_lease_s):
-                outcome = logic(context)
+            outcome = logic(context)
             self._succeed(job, outcome)
         except JobSuperseded:
             log.info("job %s was cancelled or finished elsewhere; its effects are dropped", job_id)
@@ -114,10 +117,11 @@ class LedgerTask(Task):  # type: ignore[misc]
         """
         with self.runtime.db.read_session() as session:
             job = JobRepository(session).get(job_id)
+            now = database_now(session)  # the clock the lease was written with
         if job is None or job.status.is_final or job.lease_expires_at is None:
             log.info("job %s skipped: %s", job_id, "missing" if job is None else job.status)
             return {"skipped": True}
-        wait = (job.lease_expires_at - utcnow()).total_seconds() + 1
+        wait = (job.lease_expires_at - now).total_seconds() + 1
         log.info("job %s holds a live lease; looking again in %.1fs", job_id, wait)
         raise self.retry(countdown=max(wait, 1.0), max_retries=None)
 
@@ -167,7 +171,7 @@ class LedgerTask(Task):  # type: ignore[misc]
                 job.id,
                 attempt=job.attempts,
                 error=_error(exc),
-                available_at=utcnow() + timedelta(seconds=countdown),
+                delay_s=countdown,
             ),
         )
         if not scheduled:

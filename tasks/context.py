@@ -1,16 +1,14 @@
 """What a job's logic gets to see: the job, the settings, the database, progress reports.
 
-While the logic runs, a lease keeper renews the job's lease in the ledger; if the worker
-dies, the lease lapses and the outbox sweeper hands the job to another worker.
+While the logic runs, the worker's lease keeper renews the job's lease in the ledger from
+outside this process (:mod:`workers.leases`); if the worker dies, the lease lapses and
+the outbox sweeper hands the job to another worker.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,8 +18,6 @@ from db.database import Database
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job
-
-log = logging.getLogger("autoforge.jobs")
 
 
 def _no_effects(session: Session) -> None:
@@ -59,41 +55,3 @@ class JobContext:
                 self.job.id, attempt=self.attempt, progress=fraction
             ),
         )
-
-
-class LeaseKeeper:
-    """Renews a running job's lease every third of its length, in a daemon thread."""
-
-    def __init__(self, db: Database, job: Job, lease_s: float) -> None:
-        self._db, self._job, self._lease_s = db, job, lease_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{job.id[:8]}", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self._lease_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._lease_s / 3):
-            try:
-                owned = write_transaction(
-                    self._db,
-                    lambda s: JobRepository(s).renew_lease(
-                        self._job.id, attempt=self._job.attempts, lease_s=self._lease_s
-                    ),
-                )
-            except Exception:  # a missed renewal is not fatal: the next one may work
-                log.warning("could not renew the lease of job %s", self._job.id, exc_info=True)
-                continue
-            if not owned:
-                log.info("job %s is no longer ours (cancelled or superseded)", self._job.id)
-                return

@@ -13,8 +13,15 @@ from tasks.canary import tasks as canary_tasks
 from tasks.evaluation import tasks as evaluation_tasks
 from tasks.maintenance import tasks as maintenance_tasks
 from workers.beat import beat_schedule
+from workers.leases import LeaseRenewal
 from workers.publisher import JobPublisher
-from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE, task_routes
+from workers.queues import (
+    ALL_QUEUES,
+    MAINTENANCE_QUEUE,
+    PRIORITY_SEPARATOR,
+    PRIORITY_STEPS,
+    task_routes,
+)
 from workers.runtime import Runtime
 
 TASK_MODULES = (backup_tasks, canary_tasks, evaluation_tasks, maintenance_tasks)
@@ -42,6 +49,9 @@ def create_celery(settings: Settings) -> Celery:
         # worker's rescans for kombu's default 300 s.
         "unacked_mutex_expire": 15,
         "socket_connect_timeout": 5,
+        # Pinned to kombu's defaults: the priority lists' names depend on them.
+        "priority_steps": list(PRIORITY_STEPS),
+        "sep": PRIORITY_SEPARATOR,
     }
     app.conf.update(
         task_serializer="json",
@@ -74,7 +84,11 @@ def create_celery(settings: Settings) -> Celery:
         beat_max_loop_interval=5,
     )
     runtime = Runtime(
-        settings=settings, db=Database(settings), publisher=JobPublisher(app), broker_url=url
+        settings=settings,
+        db=Database(settings),
+        publisher=JobPublisher(app),
+        leases=LeaseRenewal(settings),
+        broker_url=url,
     )
     app.autoforge_runtime = runtime
     for module in TASK_MODULES:
@@ -84,10 +98,17 @@ def create_celery(settings: Settings) -> Celery:
 
 
 def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
-    """Engines are per worker process: built after fork, disposed at exit."""
+    """Engines are per worker process: built after fork, disposed at exit. Lease renewal
+    starts in the worker's main process before the pool forks."""
+
+    @signals.worker_init.connect(weak=False)
+    def _start(sender: Any, **kwargs: Any) -> None:
+        if sender.app is app:
+            runtime.leases.start(sender.hostname)
 
     @signals.worker_process_init.connect(weak=False)
     def _open(**kwargs: Any) -> None:
+        runtime.leases.forget()
         runtime.db.engine  # noqa: B018 - build the engine in the new process
 
     @signals.worker_process_shutdown.connect(weak=False)
@@ -96,6 +117,7 @@ def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
 
     @signals.worker_shutdown.connect(weak=False)
     def _close_main(**kwargs: Any) -> None:
+        runtime.leases.stop()
         runtime.db.dispose()
 
 

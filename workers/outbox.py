@@ -4,6 +4,12 @@
 transaction and only then publishes, so a job is never on the broker without a ledger
 row, and a ledger row whose publish failed is still accepted: ``sweep`` hands it to the
 broker later. Redis can lose everything and no accepted job is lost.
+
+Accepting a job is that one write transaction. The row records its publish as done
+(``published_at``) before the publish happens; only a failed publish is written after
+the commit, and that write is best effort: if it fails too, the sweeper still takes the
+job once its recorded publish is ``OUTBOX_REPUBLISH_AFTER_S`` old. So once the ledger has
+committed, nothing that happens to the bookkeeping can turn the answer into an error.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from sqlalchemy.orm import Session
 from core.errors import PermanentError
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobKind, request_fingerprint
+from domain.jobs import Job, JobKind, JobStatus, request_fingerprint
+from workers.queues import RECOVERY_PRIORITY
 from workers.runtime import Runtime
 
 log = logging.getLogger("autoforge.outbox")
@@ -72,15 +79,26 @@ def enqueue(
     job, created = write_transaction(runtime.db, unit)
     if not created:
         return Enqueued(job, created=False, published=job.published_at is not None)
-    published = publish_and_mark(runtime, [job])
+    published = publish_committed(runtime, [job])
     return Enqueued(job, created=True, published=bool(published))
 
 
-def publish_and_mark(runtime: Runtime, jobs: list[Job]) -> list[str]:
-    """Publish each job; record which ones the broker accepted. Returns their ids."""
+def publish_committed(runtime: Runtime, jobs: list[Job]) -> list[str]:
+    """Publish jobs whose ledger rows already record the publish; returns the ids the
+    broker accepted. Failures are recorded best effort and never raised."""
     published = runtime.publisher.publish_many(jobs)
-    if published:
-        write_transaction(runtime.db, lambda s: JobRepository(s).mark_published(published))
+    accepted = set(published)
+    failed = [job.id for job in jobs if job.id not in accepted]
+    if failed:
+        try:
+            write_transaction(runtime.db, lambda s: JobRepository(s).mark_unpublished(failed))
+        except Exception:  # the jobs are committed; the sweeper finds them anyway, later
+            log.warning(
+                "could not record that %d job(s) were not published; the outbox sweeper "
+                "hands them over once their recorded publish is stale",
+                len(failed),
+                exc_info=True,
+            )
     return published
 
 
@@ -88,16 +106,43 @@ def publish_and_mark(runtime: Runtime, jobs: list[Job]) -> list[str]:
 class SweepReport:
     due: int
     republished: int
+    orphans: int  # of the republished: running jobs whose worker died (lease lapsed)
 
 
 def sweep(runtime: Runtime) -> SweepReport:
-    """Republish jobs the broker may not hold (never published, stale, or orphaned)."""
+    """Republish jobs the broker may not hold: never published, stale, or orphaned.
+
+    Orphans (their worker died) go out ahead of any backlog. Each republish is recorded,
+    so a lost job is handed over once, not on every sweep.
+    """
     settings = runtime.settings
     with runtime.db.read_session() as session:
         due = JobRepository(session).due_for_publishing(
             republish_after_s=settings.outbox_republish_after_s
         )
-    republished = publish_and_mark(runtime, due) if due else []
-    if due:
-        log.info("outbox sweep: %d due, %d republished", len(due), len(republished))
-    return SweepReport(due=len(due), republished=len(republished))
+    if not due:
+        return SweepReport(due=0, republished=0, orphans=0)
+    orphans = [job for job in due if job.status is JobStatus.RUNNING]
+    waiting = [job for job in due if job.status is not JobStatus.RUNNING]
+    published = runtime.publisher.publish_many(waiting)
+    rescued = runtime.publisher.publish_many(orphans, priority=RECOVERY_PRIORITY)
+    for job in orphans:
+        if job.id in rescued:
+            log.warning(
+                "job %s: the lease of attempt %d lapsed (its worker is gone); republished",
+                job.id,
+                job.attempts,
+            )
+    republished = published + rescued
+    if republished:
+        try:
+            write_transaction(runtime.db, lambda s: JobRepository(s).mark_published(republished))
+        except Exception:  # the next sweep publishes them again: a duplicate is harmless
+            log.warning("could not record %d republished job(s)", len(republished), exc_info=True)
+    log.info(
+        "outbox sweep: %d due, %d republished (%d orphaned)",
+        len(due),
+        len(republished),
+        len(rescued),
+    )
+    return SweepReport(due=len(due), republished=len(republished), orphans=len(rescued))

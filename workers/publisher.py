@@ -1,7 +1,7 @@
 """Hand jobs to the broker. Publishing is best effort: the ledger is the truth.
 
-A job whose publish fails stays ``queued`` with ``published_at`` unset, and the outbox
-sweeper hands it over again once the broker is back.
+A job whose publish fails stays ``queued``; the outbox sweeper hands it over again once
+the broker is back (see :mod:`workers.outbox`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from domain.jobs import Job
-from workers.queues import ROUTES
+from workers.queues import JOB_PRIORITY, ROUTES
 
 log = logging.getLogger("autoforge.publisher")
 
@@ -21,11 +21,15 @@ class JobPublisher:
     def __init__(self, celery_app: Any) -> None:
         self._app = celery_app
 
-    def publish(self, job: Job, *, countdown: float | None = None) -> bool:
+    def publish(
+        self, job: Job, *, countdown: float | None = None, priority: int = JOB_PRIORITY
+    ) -> bool:
         """True if the broker accepted the message; False (logged) if it could not."""
-        return bool(self.publish_many([job], countdown=countdown))
+        return bool(self.publish_many([job], countdown=countdown, priority=priority))
 
-    def publish_many(self, jobs: list[Job], *, countdown: float | None = None) -> list[str]:
+    def publish_many(
+        self, jobs: list[Job], *, countdown: float | None = None, priority: int = JOB_PRIORITY
+    ) -> list[str]:
         """Publish over one connection; returns the ids the broker accepted."""
         published: list[str] = []
         try:
@@ -35,7 +39,9 @@ class JobPublisher:
                 connection.ensure_connection(max_retries=0)
                 for job in jobs:
                     route = ROUTES[job.kind]
-                    self._send(route.task_name, route.queue, job.id, countdown, connection)
+                    self._send(
+                        route.task_name, route.queue, job.id, countdown, priority, connection
+                    )
                     published.append(job.id)
         except Exception as exc:  # kombu/redis raise many types; all mean "not published"
             log.warning(
@@ -44,7 +50,13 @@ class JobPublisher:
         return published
 
     def _send(
-        self, task_name: str, queue: str, job_id: str, countdown: float | None, connection: Any
+        self,
+        task_name: str,
+        queue: str,
+        job_id: str,
+        countdown: float | None,
+        priority: int,
+        connection: Any,
     ) -> None:
         self._app.send_task(
             task_name,
@@ -52,6 +64,7 @@ class JobPublisher:
             task_id=job_id,
             queue=queue,
             countdown=countdown,
+            priority=priority,
             connection=connection,
             # Fail fast when the broker is down: the sweeper republishes later.
             retry=False,

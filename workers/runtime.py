@@ -1,4 +1,5 @@
-"""What a worker or API process holds: settings, the database, the job publisher.
+"""What a worker or API process holds: settings, the database, the job publisher, and
+(in a worker) lease renewal.
 
 Built from the settings without connecting to anything; connections are made lazily in
 the process that uses them (see :class:`db.database.Database`).
@@ -14,6 +15,7 @@ import redis
 
 from core.settings import Settings
 from db.database import Database
+from workers.leases import LeaseRenewal
 from workers.publisher import JobPublisher
 
 
@@ -22,6 +24,7 @@ class Runtime:
     settings: Settings
     db: Database
     publisher: JobPublisher
+    leases: LeaseRenewal
     broker_url: str = field(repr=False, default="")
     _redis: redis.Redis | None = field(default=None, repr=False)
     _redis_pid: int | None = field(default=None, repr=False)

@@ -31,7 +31,7 @@ from tasks.canary.logic import CanaryArguments
 from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
 from tasks.evaluation.spec import EvaluationSpec
-from workers.outbox import Enqueued, enqueue, publish_and_mark
+from workers.outbox import Enqueued, enqueue, publish_committed
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -285,7 +285,8 @@ def cancel_job(job_id: str, resources: Resources) -> JobOut:
     responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
 def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
-    """Queue a failed job again with a fresh set of attempts. Other jobs answer ``409``."""
+    """Queue a failed job again with the kind's number of attempts on top of those it
+    used (attempt numbers keep growing). Other jobs answer ``409``."""
 
     def unit(session: Session) -> Job:
         jobs = JobRepository(session)
@@ -299,11 +300,11 @@ def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
             raise JobStateConflict(
                 "A failed evaluation is final; enqueue a new evaluation run instead."
             )
-        jobs.requeue_failed(job_id)
+        jobs.requeue_failed(job_id, more_attempts=resources.settings.max_attempts(str(job.kind)))
         return _existing(jobs, job_id)
 
     requeued = write_transaction(resources.runtime.db, unit)
-    publish_and_mark(resources.runtime, [requeued])
+    publish_committed(resources.runtime, [requeued])
     response.headers["Location"] = _location(job_id)
     return JobOut.from_domain(requeued)
 

@@ -3,18 +3,22 @@
 State changes are conditional UPDATEs (``... WHERE status = 'running'``): inside a
 ``BEGIN IMMEDIATE`` write transaction that makes each change exactly-once even when a
 redelivered message races the original.
+
+Leases, due times and publish times come from the database's clock (:mod:`db.clock`):
+processes on different machines compare them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from db.clock import db_now
 from db.column_types import utcnow
 from db.models import JobModel
 from domain.jobs import Job, JobError, JobKind, JobStatus
@@ -37,6 +41,8 @@ class JobRepository:
         self.session = session
 
     def add(self, job: Job) -> Job:
+        """Insert a job, its publish recorded as done: the outbox publishes it right after
+        the commit and records only a failed publish (see :mod:`workers.outbox`)."""
         now = utcnow()
         row = JobModel(
             id=job.id,
@@ -49,6 +55,7 @@ class JobRepository:
             max_attempts=job.max_attempts,
             progress=job.progress,
             available_at=job.available_at,
+            published_at=db_now(),
             created_at=now,
             updated_at=now,
         )
@@ -95,13 +102,15 @@ class JobRepository:
 
     # --- the worker's side ---------------------------------------------------------------
 
-    def claim(self, job_id: str, *, lease_s: float, now: datetime | None = None) -> Job | None:
-        """Mark a queued job (or one whose lease expired) running and count the attempt.
+    def claim(self, job_id: str, *, lease_s: float, owner: str | None = None) -> Job | None:
+        """Mark a queued job (or one whose lease lapsed) running under ``owner``'s lease
+        and count the attempt. Workers always name the owner (see :mod:`workers.leases`);
+        a lease without one is never renewed.
 
         Returns ``None`` when the job must not run now: it is finished, cancelled, or
         running under a live lease elsewhere.
         """
-        now = now or utcnow()
+        now = utcnow()
         result = self.session.execute(
             update(JobModel)
             .where(
@@ -110,14 +119,15 @@ class JobRepository:
                     JobModel.status == str(JobStatus.QUEUED),
                     and_(
                         JobModel.status == str(JobStatus.RUNNING),
-                        JobModel.lease_expires_at < now,
+                        JobModel.lease_expires_at <= db_now(),
                     ),
                 ),
             )
             .values(
                 status=str(JobStatus.RUNNING),
                 attempts=JobModel.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_s),
+                lease_expires_at=db_now(lease_s),
+                lease_owner=owner,
                 started_at=func.coalesce(JobModel.started_at, now),
                 available_at=None,
                 updated_at=now,
@@ -127,13 +137,34 @@ class JobRepository:
             return None
         return self.get(job_id)
 
-    def renew_lease(self, job_id: str, *, attempt: int, lease_s: float) -> bool:
-        """Extend a running job's lease; False if the attempt no longer owns the job."""
-        now = utcnow()
+    def renew_leases(self, held: list[tuple[str, str]], *, lease_s: float) -> int:
+        """Extend the leases of running jobs, each given as (job id, lease owner); a job
+        now held by another owner, or no longer running, is left alone. One UPDATE for
+        all of them. Returns how many were renewed."""
+        if not held:
+            return 0
         result = self.session.execute(
             update(JobModel)
-            .where(*_owned_by(job_id, attempt))
-            .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+            .where(
+                # The id list lets SQLite look the rows up by primary key.
+                JobModel.id.in_([job_id for job_id, _ in held]),
+                JobModel.status == str(JobStatus.RUNNING),
+                tuple_(JobModel.id, JobModel.lease_owner).in_(held),
+            )
+            .values(lease_expires_at=db_now(lease_s))
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def release_lease(self, job_id: str, *, owner: str) -> bool:
+        """End ``owner``'s lease now (its process died): the job may be claimed at once."""
+        result = self.session.execute(
+            update(JobModel)
+            .where(
+                JobModel.id == job_id,
+                JobModel.status == str(JobStatus.RUNNING),
+                JobModel.lease_owner == owner,
+            )
+            .values(lease_expires_at=db_now(), updated_at=utcnow())
         )
         return _changed(result)
 
@@ -165,10 +196,11 @@ class JobRepository:
         )
         return _changed(changed)
 
-    def schedule_retry(
-        self, job_id: str, *, attempt: int, error: JobError, available_at: datetime
-    ) -> bool:
-        """Back to ``queued`` after a transient failure, runnable again at ``available_at``."""
+    def schedule_retry(self, job_id: str, *, attempt: int, error: JobError, delay_s: float) -> bool:
+        """Back to ``queued`` after a transient failure, runnable again in ``delay_s``.
+
+        Its publish is recorded: the worker hands the message back with that countdown.
+        """
         now = utcnow()
         changed = self.session.execute(
             update(JobModel)
@@ -178,8 +210,8 @@ class JobRepository:
                 error_kind=error.kind,
                 error_message=error.message,
                 lease_expires_at=None,
-                available_at=available_at,
-                published_at=now,
+                available_at=db_now(delay_s),
+                published_at=db_now(),
                 updated_at=now,
             )
         )
@@ -222,19 +254,26 @@ class JobRepository:
         )
         return _changed(changed)
 
-    def requeue_failed(self, job_id: str) -> bool:
-        """Give a failed job a fresh set of attempts; False unless it was failed."""
+    def requeue_failed(self, job_id: str, *, more_attempts: int) -> bool:
+        """Give a failed job ``more_attempts`` further attempts; False unless it was failed.
+
+        Attempt numbers only grow: the next attempt is numbered after every earlier one,
+        so an attempt from before the retry that is still running somewhere can never
+        pass for the new one (its success or failure changes nothing). Like :meth:`add`,
+        the publish that follows the commit is recorded as done.
+        """
         changed = self.session.execute(
             update(JobModel)
             .where(JobModel.id == job_id, JobModel.status == str(JobStatus.FAILED))
             .values(
                 status=str(JobStatus.QUEUED),
-                attempts=0,
+                max_attempts=JobModel.attempts + more_attempts,
                 progress=0.0,
                 error_kind=None,
                 error_message=None,
+                lease_expires_at=None,
                 available_at=None,
-                published_at=None,
+                published_at=db_now(),
                 started_at=None,
                 finished_at=None,
                 updated_at=utcnow(),
@@ -244,28 +283,51 @@ class JobRepository:
 
     # --- the outbox --------------------------------------------------------------------
 
-    def mark_published(self, job_ids: list[str], *, at: datetime | None = None) -> None:
+    def mark_published(self, job_ids: list[str]) -> None:
+        """Record that the broker accepted these jobs' messages just now."""
         if not job_ids:
             return
         self.session.execute(
             update(JobModel)
             .where(JobModel.id.in_(job_ids), JobModel.status.in_(UNFINISHED))
-            .values(published_at=at or utcnow())
+            .values(published_at=db_now())
         )
 
-    def due_for_publishing(
-        self, *, republish_after_s: float, now: datetime | None = None, limit: int = 500
-    ) -> list[Job]:
-        """Jobs the broker may not hold: queued and never (or long ago) published and due,
-        or running under an expired lease (their worker died)."""
-        now = now or utcnow()
-        stale = now - timedelta(seconds=republish_after_s)
+    def mark_unpublished(self, job_ids: list[str]) -> None:
+        """Record that these queued jobs' publish failed: the sweeper's next pass takes them."""
+        if not job_ids:
+            return
+        self.session.execute(
+            update(JobModel)
+            .where(JobModel.id.in_(job_ids), JobModel.status == str(JobStatus.QUEUED))
+            .values(published_at=None)
+        )
+
+    def due_for_publishing(self, *, republish_after_s: float, limit: int = 500) -> list[Job]:
+        """Jobs the broker may not hold, oldest first.
+
+        - queued and due, and never published (the publish failed) or published longer
+          than ``republish_after_s`` ago (the message may be lost);
+        - running under a lapsed lease (its worker died) and not republished since the
+          lease lapsed, or republished longer than ``republish_after_s`` ago: each lost
+          job is handed over once, not on every sweep.
+        """
+        now = db_now()
+        stale = db_now(-republish_after_s)
         queued = and_(
             JobModel.status == str(JobStatus.QUEUED),
             or_(JobModel.published_at.is_(None), JobModel.published_at < stale),
             or_(JobModel.available_at.is_(None), JobModel.available_at <= now),
         )
-        orphaned = and_(JobModel.status == str(JobStatus.RUNNING), JobModel.lease_expires_at < now)
+        orphaned = and_(
+            JobModel.status == str(JobStatus.RUNNING),
+            JobModel.lease_expires_at <= now,
+            or_(
+                JobModel.published_at.is_(None),
+                JobModel.published_at < JobModel.lease_expires_at,
+                JobModel.published_at < stale,
+            ),
+        )
         query = (
             select(JobModel)
             .where(JobModel.status.in_(UNFINISHED), or_(queued, orphaned))
@@ -328,7 +390,7 @@ class JobRepository:
         ]
 
     def outbox_backlog(self) -> int:
-        """Queued jobs that were never handed to the broker."""
+        """Queued jobs whose publish failed (recorded), waiting for the sweeper."""
         return int(
             self.session.scalar(
                 select(func.count()).where(
@@ -367,6 +429,7 @@ def to_domain(row: JobModel) -> Job:
         result=row.result,
         error=JobError(row.error_kind, row.error_message or "") if row.error_kind else None,
         lease_expires_at=row.lease_expires_at,
+        lease_owner=row.lease_owner,
         available_at=row.available_at,
         published_at=row.published_at,
         created_at=row.created_at,

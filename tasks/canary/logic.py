@@ -1,10 +1,17 @@
-"""The canary's logic: sleep, fail transiently ``fail_times`` times, then write one effect."""
+"""The canary's logic: sleep, fail transiently ``fail_times`` times, then write one effect.
+
+``stall_ms`` makes it stall inside one C call that keeps the GIL, as a runaway regular
+expression or a C extension would: nothing else in its process runs meanwhile. It shows
+that such a job keeps its lease (renewal runs in another process) and runs once.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import time
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from sqlalchemy.orm import Session
 
 from db.models import CanaryEffectModel
@@ -19,6 +26,36 @@ class CanaryArguments(BaseModel):
 
     sleep_ms: int = Field(0, ge=0, le=60_000, description="How long the job works.")
     fail_times: int = Field(0, ge=0, le=10, description="Transient failures before success.")
+    stall_ms: int = Field(
+        0,
+        ge=0,
+        le=30_000,
+        description="Then how long the job stalls in one C call that keeps Python's GIL "
+        "(as a runaway regular expression would); its lease must survive it.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_stall(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Stored arguments (and so idempotency fingerprints) of canaries that do not
+        # stall stay what they were before this option existed.
+        data: dict[str, Any] = handler(self)
+        if not self.stall_ms:
+            data.pop("stall_ms", None)
+        return data
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+def stall_holding_the_gil(seconds: float) -> None:
+    """Wait in C without releasing the GIL: ``ctypes.PyDLL`` functions keep it."""
+    libc = ctypes.PyDLL(None)
+    request = _Timespec(int(seconds), int(seconds % 1 * 1_000_000_000))
+    remaining = _Timespec()
+    # A signal cuts nanosleep short; go on with what is left.
+    while libc.nanosleep(ctypes.byref(request), ctypes.byref(remaining)) != 0:
+        request = _Timespec(remaining.tv_sec, remaining.tv_nsec)
 
 
 def run_canary(context: JobContext) -> JobOutcome:
@@ -33,6 +70,8 @@ def run_canary(context: JobContext) -> JobOutcome:
         slept += pause
         if arguments.sleep_ms >= 2000:
             context.report_progress(slept / (arguments.sleep_ms / 1000))
+    if arguments.stall_ms:
+        stall_holding_the_gil(arguments.stall_ms / 1000)
     if context.attempt <= arguments.fail_times:
         raise CanaryFailure(f"canary failing on purpose (attempt {context.attempt})")
 

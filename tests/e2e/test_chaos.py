@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from domain.jobs import JobKind, JobStatus
-from tests.support.processes import Pipeline, group_members, open_pipeline, wait_until
+from tests.support.processes import (
+    Pipeline,
+    group_members,
+    is_alive,
+    open_pipeline,
+    wait_until,
+)
 from workers.outbox import enqueue
 from workers.redis_server import EmbeddedRedis
 
@@ -59,7 +65,12 @@ def test_a_killed_pool_process_does_not_lose_its_job(pipeline: Pipeline) -> None
     # The same worker lived on with new pool processes.
     assert worker.alive
     assert not set(worker.pool_processes()) & set(pool)
-    assert "exited with 'signal 9 (SIGKILL)'" in worker.log_text()
+    log = worker.log_text()
+    assert "exited with 'signal 9 (SIGKILL)'" in log
+    # The dead process's lease was released at once: the next delivery claimed the job
+    # without waiting for the lease to lapse.
+    assert f"job {job_id}: its process is gone; lease released" in log
+    assert "holds a live lease" not in log
 
 
 def test_a_killed_worker_job_is_republished_when_its_lease_lapses(pipeline: Pipeline) -> None:
@@ -79,6 +90,23 @@ def test_a_killed_worker_job_is_republished_when_its_lease_lapses(pipeline: Pipe
     job = pipeline.wait_for_job(job_id, JobStatus.SUCCEEDED, timeout=within)
     assert job.attempts >= 2
     assert pipeline.effects() == [(job_id, job.attempts)]
+    # Handed over once, though the sweeper ran many times meanwhile.
+    republished = f"job {job_id}: the lease of attempt"
+    assert sum(process.log_text().count(republished) for process in pipeline.processes) == 1
+
+
+def test_the_lease_keeper_ends_with_its_worker(pipeline: Pipeline) -> None:
+    # Only the worker's main process is killed: its keeper must not outlive it (and keep
+    # renewing leases of jobs nobody runs any more).
+    worker = pipeline.start_worker()
+    [keeper] = worker.lease_keepers()
+    os.kill(worker.pid, signal.SIGKILL)
+    wait_until(
+        lambda: not is_alive(keeper),
+        timeout=15,
+        what="the lease keeper gone after its worker was killed",
+        describe=pipeline.describe,
+    )
 
 
 def test_a_killed_worker_job_comes_back_after_the_visibility_timeout(pipeline: Pipeline) -> None:

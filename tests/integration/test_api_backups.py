@@ -33,6 +33,7 @@ from tests.integration.test_api_support import (
     llen,
 )
 from tests.support.backups import KEY_A, assert_key_absent, parse_metrics, sample
+from workers.queues import broker_lists
 
 pytestmark = pytest.mark.integration
 
@@ -81,11 +82,14 @@ def _backup(settings: Settings) -> BackupManifest:
 
 def _queued_messages(redis_url: str, queue: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(redis_url)
+    raw: list[bytes] = []
     try:
-        raw = client.lrange(queue, 0, -1)
+        for name in broker_lists(queue):  # one list per message priority
+            items = client.lrange(name, 0, -1)
+            assert isinstance(items, list)
+            raw.extend(items)
     finally:
         client.close()
-    assert isinstance(raw, list)
     return [json.loads(item) for item in raw]
 
 

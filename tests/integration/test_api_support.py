@@ -17,6 +17,7 @@ from api.app import create_app
 from core.settings import Settings
 from db.database import Database
 from tests.conftest import make_settings
+from workers.queues import broker_lists
 
 KEY = "afk_test-key-one-0d7c"
 OTHER_KEY = "afk_test-key-two-91ab"
@@ -60,10 +61,14 @@ def ledger(settings: Settings) -> Iterator[Database]:
 
 
 def llen(redis_url: str, queue: str) -> int:
+    """Messages waiting in ``queue``, at every priority."""
     client = redis.Redis.from_url(redis_url)
     try:
-        depth = client.llen(queue)
-        assert isinstance(depth, int)
-        return depth
+        total = 0
+        for name in broker_lists(queue):
+            length = client.llen(name)
+            assert isinstance(length, int)
+            total += length
+        return total
     finally:
         client.close()

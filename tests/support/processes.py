@@ -42,7 +42,7 @@ from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
 from tests.conftest import make_settings
 from workers.app import create_celery
-from workers.queues import ALL_QUEUES
+from workers.queues import ALL_QUEUES, broker_lists
 from workers.runtime import Runtime
 
 with warnings.catch_warnings():
@@ -71,6 +71,8 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 40
 POLL_INTERVAL_S = 0.1
+# How a worker's lease keeper process is started (``python -m workers.lease_keeper``).
+LEASE_KEEPER_MODULE = "workers.lease_keeper"
 # What RedBeat logs when this beat holds the schedule lock (and so is the one that fires).
 BEAT_ACQUIRED_LOCK = "beat: Acquired lock"
 
@@ -131,6 +133,15 @@ def _live_processes() -> Iterator[tuple[int, int, int]]:
         stat = _stat(int(entry.name))
         if stat is not None and stat[0] not in ("Z", "X"):
             yield int(entry.name), stat[1], stat[2]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
 
 
 def children_of(pid: int) -> list[int]:
@@ -230,8 +241,12 @@ class CeleryProcess:
         )
 
     def pool_processes(self) -> list[int]:
-        """The worker's pool (child) processes."""
-        return children_of(self.pid)
+        """The worker's pool (child) processes; not its lease keeper."""
+        return [pid for pid in children_of(self.pid) if LEASE_KEEPER_MODULE not in _cmdline(pid)]
+
+    def lease_keepers(self) -> list[int]:
+        """The worker's lease keeper process (one, while the worker runs)."""
+        return [pid for pid in children_of(self.pid) if LEASE_KEEPER_MODULE in _cmdline(pid)]
 
     def kill_group(self) -> None:
         """SIGKILL the process and everything in its group (a power cut for this worker);
@@ -326,10 +341,14 @@ class Pipeline:
         return process
 
     def start_worker(
-        self, queues: Sequence[str] = ("canary", "maintenance"), *, concurrency: int = 2
+        self,
+        queues: Sequence[str] = ("canary", "maintenance"),
+        *,
+        concurrency: int = 2,
+        pool: str = "prefork",
     ) -> CeleryProcess:
-        """A prefork worker on ``queues``, returned once it says it is ready and its pool
-        processes exist."""
+        """A worker on ``queues``, returned once it says it is ready and its pool
+        processes (prefork) and its lease keeper exist."""
         node = f"e2e-{uuid.uuid4().hex[:8]}"
         worker = self._start(
             "worker",
@@ -337,16 +356,17 @@ class Pipeline:
                 "worker",
                 "-Q", ",".join(queues),
                 "-c", str(concurrency),
-                "--pool", "prefork",
+                "--pool", pool,
                 "--loglevel", "INFO",
                 "-n", f"{node}@%h",
             ],
         )  # fmt: skip
         worker.wait_for_log(rf"{re.escape(node)}@\S+ ready\.", describe=self.describe)
+        processes = concurrency if pool == "prefork" else 0
         wait_until(
-            lambda: len(worker.pool_processes()) == concurrency,
+            lambda: len(worker.pool_processes()) == processes and len(worker.lease_keepers()) == 1,
             timeout=START_TIMEOUT_S,
-            what=f"{concurrency} pool processes of {worker.name}",
+            what=f"{processes} pool processes and a lease keeper of {worker.name}",
             describe=self.describe,
         )
         return worker
@@ -389,9 +409,13 @@ class Pipeline:
             return [(job_id, attempt) for job_id, attempt in rows]
 
     def queue_length(self, queue: str) -> int:
-        length = self.redis.llen(queue)
-        assert isinstance(length, int)
-        return length
+        """Messages waiting in ``queue``, at every priority."""
+        total = 0
+        for name in broker_lists(queue):
+            length = self.redis.llen(name)
+            assert isinstance(length, int)
+            total += length
+        return total
 
     def task_outcomes(self, job_id: str) -> list[dict[str, Any]]:
         """What each finished run of the job's task returned, from the workers' logs.

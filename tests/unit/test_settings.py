@@ -228,6 +228,11 @@ def test_redis_password_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"JOB_MAX_ATTEMPTS": "three"}, "JOB_MAX_ATTEMPTS"),
         ({"API_PORT": "99999"}, "API_PORT: Input should be less than or equal to 65535"),
         ({"BACKUP_CRON": "every night"}, "BACKUP_CRON: expected a cron expression of 5 fields"),
+        (
+            {"SWEEPER_INTERVAL_S": "60", "OUTBOX_REPUBLISH_AFTER_S": "30"},
+            "OUTBOX_REPUBLISH_AFTER_S (30) must exceed SWEEPER_INTERVAL_S (60)",
+        ),
+        ({"JOB_LEASE_S": "0.5"}, "JOB_LEASE_S: Input should be greater than or equal to 1"),
     ],
 )
 def test_pipeline_settings_are_checked(
