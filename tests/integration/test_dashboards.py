@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
-from db.column_types import utcnow
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import JobError
@@ -68,7 +67,7 @@ def _run_through_every_state(settings: Settings, ids: list[str]) -> None:
             succeeded,
             attempt=1,
             error=JobError("Busy", "locked"),
-            available_at=utcnow(),
+            delay_s=0,
         )
         assert jobs.claim(succeeded, lease_s=30) is not None
         assert jobs.succeed(succeeded, attempt=2, result={})

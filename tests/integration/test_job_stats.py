@@ -93,9 +93,7 @@ def test_counts_follow_every_change_and_counters_survive_pruning(database: Datab
     _claim(db, retried.id)
     assert write_transaction(
         db,
-        lambda s: JobRepository(s).schedule_retry(
-            retried.id, attempt=1, error=error, available_at=utcnow()
-        ),
+        lambda s: JobRepository(s).schedule_retry(retried.id, attempt=1, error=error, delay_s=0),
     )
     assert _current(db) == _scanned(db)
     _claim(db, retried.id)
@@ -111,7 +109,9 @@ def test_counts_follow_every_change_and_counters_survive_pruning(database: Datab
     taken_over = _claim(db, lapsed.id)
     assert taken_over.attempts == 2
     # A failed job sent back by an operator.
-    assert write_transaction(db, lambda s: JobRepository(s).requeue_failed(failing.id))
+    assert write_transaction(
+        db, lambda s: JobRepository(s).requeue_failed(failing.id, more_attempts=1)
+    )
 
     assert (
         _current(db)
