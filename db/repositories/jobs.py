@@ -76,6 +76,11 @@ class JobRepository:
         ).one_or_none()
         return to_domain(row) if row else None
 
+    def oldest_created_at(self) -> datetime | None:
+        """When the oldest job still in the ledger was accepted (``None``: an empty ledger)."""
+        oldest: datetime | None = self.session.scalar(select(func.min(JobModel.created_at)))
+        return oldest
+
     def list_recent(
         self,
         *,

@@ -13,7 +13,10 @@ period make one job between them, whichever comes first.
 
 Only the latest period is caught up: after a week of downtime there is one backup, not
 seven. A fire older than ``LEDGER_RETENTION_DAYS`` is not caught up either: its job may
-have been pruned already, and a catch-up would run it a second time.
+have been pruned already, and a catch-up would run it a second time. Nor is a fire from
+before the oldest job in the ledger: the system was not running then (a fresh install
+does not start with a backup and a drill of a database it has only just created; its
+first period is the next fire).
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ def catch_up(runtime: Runtime, now: datetime) -> list[CaughtUp]:
 
     A period whose job exists, whatever its status, is left alone: a catch-up happens at
     most once per period, and never for a period whose fire is older than the ledger's
-    retention (see the module's docstring).
+    retention or than the ledger's oldest job (see the module's docstring).
     """
     settings = runtime.settings
     oldest = now - timedelta(days=settings.ledger_retention_days)
@@ -146,16 +149,22 @@ def catch_up(runtime: Runtime, now: datetime) -> list[CaughtUp]:
     for job in scheduled_jobs(settings):
         fire = latest_fire(job.schedule, now)
         if fire is not None and fire > oldest:
-            wanted.append((job, job.key(fire)))
+            wanted.append((job, fire, job.key(fire)))
     if not wanted:
         return []
     # A read first: in nearly every sweep every period already has its job.
     with runtime.db.read_session() as session:
         jobs = JobRepository(session)
-        existing = {key: jobs.get_by_idempotency_key(key) for _, key in wanted}
+        installed = jobs.oldest_created_at()
+        existing = {key: jobs.get_by_idempotency_key(key) for _, _, key in wanted}
+    if installed is None:
+        return []
+    installed = installed.replace(tzinfo=UTC) if installed.tzinfo is None else installed
     report = []
-    for job, key in wanted:
+    for job, fire, key in wanted:
         found = existing[key]
+        if found is None and fire < installed:
+            continue  # the system was not running at that fire
         if found is not None:
             report.append(CaughtUp(job.name, key, found.id, created=False))
             continue

@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
+from db.models import JobModel
 from db.repositories.jobs import JobRepository
+from db.transaction import write_transaction
 from domain.jobs import Job, JobKind, JobStatus
 from tasks.maintenance.schedule import catch_up
 from tests.support.processes import Pipeline, open_pipeline
@@ -34,6 +38,16 @@ def _minute(at: datetime) -> datetime:
 def _backup_jobs(pipeline: Pipeline) -> list[Job]:
     with pipeline.runtime.db.read_session() as session:
         return JobRepository(session).list_recent(kind=JobKind.BACKUP, limit=100)
+
+
+def _accepted_at(pipeline: Pipeline, at: datetime) -> None:
+    """A job accepted at ``at``: the system has been running since then."""
+
+    def unit(session: Session) -> None:
+        job = JobRepository(session).add(Job(kind=JobKind.CANARY, arguments={}))
+        session.execute(update(JobModel).where(JobModel.id == job.id).values(created_at=at))
+
+    write_transaction(pipeline.runtime.db, unit)
 
 
 def _send(pipeline: Pipeline, task: str, args: tuple[Any, ...] = ()) -> dict[str, Any]:
@@ -66,6 +80,7 @@ def test_the_sweeper_makes_the_latest_periods_lost_backup_and_drill_once(
         restore_drill_cron=drill_cron,
     ) as pipeline:
         pipeline.start_worker([MAINTENANCE_QUEUE], concurrency=2)
+        _accepted_at(pipeline, now - timedelta(days=4))
 
         first = _send(pipeline, SWEEP_OUTBOX_TASK)
         assert first["scheduled"] == 2, first
@@ -104,14 +119,37 @@ def test_a_fire_older_than_the_ledgers_retention_is_not_caught_up(
         restore_drill_cron=once_a_year,
         ledger_retention_days=2,
     ) as pipeline:
+        _accepted_at(pipeline, now - timedelta(days=4))
         assert catch_up(pipeline.runtime, now) == []
         assert _backup_jobs(pipeline) == []
 
     with open_pipeline(
         tmp_path / "longer", redis_url, backup_cron=once_a_year, restore_drill_cron=once_a_year
     ) as pipeline:
+        _accepted_at(pipeline, now - timedelta(days=4))
         made = catch_up(pipeline.runtime, now)
         assert sorted((m.name, m.created) for m in made) == [
             ("nightly-backup", True),
             ("restore-drill", True),
+        ]
+
+
+def test_fires_from_before_the_ledgers_first_job_are_not_caught_up(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A fresh install starts with no backup and no drill: its first period is the next."""
+    now = datetime.now(UTC)
+    fire = _minute(now - timedelta(hours=2))
+    daily = f"{fire.minute} {fire.hour} * * *"
+    with open_pipeline(
+        tmp_path, redis_url, backup_cron=daily, restore_drill_cron=daily
+    ) as pipeline:
+        assert catch_up(pipeline.runtime, now) == []  # an empty ledger
+        _accepted_at(pipeline, now - timedelta(hours=1))
+        assert catch_up(pipeline.runtime, now) == []  # running only since after the fire
+        assert _backup_jobs(pipeline) == []
+        _accepted_at(pipeline, now - timedelta(hours=3))
+        assert sorted(m.name for m in catch_up(pipeline.runtime, now)) == [
+            "nightly-backup",
+            "restore-drill",
         ]
