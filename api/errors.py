@@ -9,6 +9,7 @@ else, so a route simply lets them propagate.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,8 +155,20 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         422,
         "validation_error",
         summary or "Invalid request.",
-        detail=jsonable_encoder(errors),
+        detail=_json_safe(jsonable_encoder(errors)),
     )
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities (echoed inputs) spelled as strings: JSON has no
+    such numbers, and the answer must still render."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _describe(error: Any) -> str:
