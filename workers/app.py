@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from celery import Celery, signals
 
@@ -25,6 +26,36 @@ def broker_url(settings: Settings) -> str:
     if settings.redis_url is not None:
         return settings.redis_url.get_secret_value()
     return f"redis://127.0.0.1:{settings.embedded_redis_port}/0"
+
+
+def redbeat_connection(url: str) -> dict[str, Any]:
+    """RedBeat's settings for ``url``: the URL without credentials, which go in the options.
+
+    Workers report their settings (``inspect conf``, Flower's Config tab) through Celery's
+    ``filter_hidden_settings``, which masks ``broker_url``, keys naming a password, and
+    values under such keys in nested options, but shows any other URL as it is.
+    """
+    parts = urlsplit(url)
+    credentials: dict[str, str] = {}
+    if parts.username:
+        credentials["username"] = unquote(parts.username)
+    if parts.password:
+        credentials["password"] = unquote(parts.password)
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "password":  # redis-py also reads it from the query (unix sockets)
+            credentials["password"] = value
+        else:
+            query.append((name, value))
+    # Built by hand: urlunsplit would turn "unix:///path" into "unix:/path".
+    bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    if query:
+        bare += f"?{urlencode(query)}"
+    return {
+        "redbeat_redis_url": bare,
+        # redis-py lets the URL's parts override these options; the bare URL has none.
+        "redbeat_redis_options": {"socket_connect_timeout": 5, "retry_period": 60, **credentials},
+    }
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -67,8 +98,7 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
         beat_schedule=beat_schedule(settings),
         beat_scheduler="redbeat.RedBeatScheduler",
-        redbeat_redis_url=url,
-        redbeat_redis_options={"socket_connect_timeout": 5, "retry_period": 60},
+        **redbeat_connection(url),
         redbeat_key_prefix="autoforge:redbeat:",
         redbeat_lock_timeout=max(15, int(settings.sweeper_interval_s * 3)),
         beat_max_loop_interval=5,
@@ -99,4 +129,4 @@ def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
         runtime.db.dispose()
 
 
-__all__ = ["ALL_QUEUES", "broker_url", "create_celery"]
+__all__ = ["ALL_QUEUES", "broker_url", "create_celery", "redbeat_connection"]
