@@ -18,7 +18,6 @@ a union discriminated by ``type``.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
@@ -37,6 +36,7 @@ from pydantic import (
 )
 
 from core.errors import InvalidData
+from domain.schemas import json_numbers_only
 from tasks.evaluation.patterns import CompiledPattern, UnusablePattern, compile_pattern
 from tasks.evaluation.render import VariableValue, is_variable_name
 
@@ -107,36 +107,8 @@ class RegexScorer(_Spec):
         return compile_pattern(self.pattern)
 
 
-def _non_finite_numbers(value: object, path: tuple[str, ...] = ()) -> list[str]:
-    """Where ``value`` holds NaN or an infinity (which Python's JSON reader lets in)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return ["/".join(path) or "(root)"]
-    if isinstance(value, Mapping):
-        return [
-            found
-            for key, item in value.items()
-            for found in _non_finite_numbers(item, (*path, str(key)))
-        ]
-    if isinstance(value, list | tuple):
-        return [
-            found
-            for index, item in enumerate(value)
-            for found in _non_finite_numbers(item, (*path, str(index)))
-        ]
-    return []
-
-
-def _json_numbers_only(value: Any) -> Any:
-    places = _non_finite_numbers(value)
-    if places == ["(root)"]:
-        raise ValueError("NaN and Infinity are not JSON numbers")
-    if places:
-        raise ValueError(f"NaN and Infinity are not JSON numbers; found at {', '.join(places)}")
-    return value
-
-
 #: A variable's value, finite if a number: it is stored as JSON.
-FiniteVariableValue = Annotated[VariableValue, AfterValidator(_json_numbers_only)]
+FiniteVariableValue = Annotated[VariableValue, AfterValidator(json_numbers_only)]
 
 
 class JsonValidScorer(_Spec):
@@ -144,7 +116,7 @@ class JsonValidScorer(_Spec):
 
     type: Literal["json_valid"] = "json_valid"
     # "schema" would shadow a BaseModel attribute: the field has another name, the alias.
-    json_schema: Annotated[dict[str, Any] | None, AfterValidator(_json_numbers_only)] = Field(
+    json_schema: Annotated[dict[str, Any] | None, AfterValidator(json_numbers_only)] = Field(
         None, alias="schema"
     )
     needs_expected: ClassVar[bool] = False
