@@ -7,9 +7,9 @@ compare with ``expected`` only where a case has one, variable names usable in a
 placeholder, numbers that JSON can hold (no NaN or Infinity). Errors name the field path
 and, inside a case, the case's name.
 
-A job's stored arguments are read back with :func:`parse_spec`, which leaves the pattern
-check to run time: a spec accepted under older rules still runs, and a pattern that
-cannot be used fails its scorer on each case rather than the whole run.
+A job's stored arguments are read back with :func:`parse_spec`, without the checks added
+since it may have been accepted (RE2 patterns, finite numbers): it still runs, and a
+pattern that cannot be used fails its scorer on each case rather than the whole run.
 
 Scorers are given as names (``"exact"``) or objects with parameters
 (``{"type": "regex", "pattern": "..."}``); both become one of the ``*Scorer`` models below,
@@ -45,8 +45,9 @@ MAX_SCORERS_PER_CASE = 20
 MAX_VARIABLES_PER_CASE = 100
 MAX_PATTERN_LENGTH = 1000
 
+_STORED = "stored"
 #: Validation context of a job's stored arguments (see :func:`parse_spec`).
-STORED_ARGUMENTS: Mapping[str, bool] = {"stored": True}
+STORED_ARGUMENTS: Mapping[str, bool] = {_STORED: True}
 
 
 class _Spec(BaseModel):
@@ -74,7 +75,14 @@ class ContainsScorer(_Spec):
 
 
 def _stored(info: ValidationInfo) -> bool:
-    return isinstance(info.context, Mapping) and bool(info.context.get("stored"))
+    """Whether these are a job's stored arguments, accepted earlier under the rules of then."""
+    return isinstance(info.context, Mapping) and bool(info.context.get(_STORED))
+
+
+def _json_numbers(value: Any, info: ValidationInfo) -> Any:
+    # Stored before this check existed, such a number still reads back (Python's JSON
+    # reader accepts NaN): the run goes on, as it would have.
+    return value if _stored(info) else json_numbers_only(value)
 
 
 class RegexScorer(_Spec):
@@ -108,7 +116,7 @@ class RegexScorer(_Spec):
 
 
 #: A variable's value, finite if a number: it is stored as JSON.
-FiniteVariableValue = Annotated[VariableValue, AfterValidator(json_numbers_only)]
+FiniteVariableValue = Annotated[VariableValue, AfterValidator(_json_numbers)]
 
 
 class JsonValidScorer(_Spec):
@@ -116,7 +124,7 @@ class JsonValidScorer(_Spec):
 
     type: Literal["json_valid"] = "json_valid"
     # "schema" would shadow a BaseModel attribute: the field has another name, the alias.
-    json_schema: Annotated[dict[str, Any] | None, AfterValidator(json_numbers_only)] = Field(
+    json_schema: Annotated[dict[str, Any] | None, AfterValidator(_json_numbers)] = Field(
         None, alias="schema"
     )
     needs_expected: ClassVar[bool] = False
