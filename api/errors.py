@@ -8,7 +8,10 @@ else, so a route simply lets them propagate.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,8 +157,20 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         422,
         "validation_error",
         summary or "Invalid request.",
-        detail=jsonable_encoder(errors),
+        detail=_json_safe(jsonable_encoder(errors)),
     )
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities (echoed inputs) spelled as strings: JSON has no
+    such numbers, and the answer must still render."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _describe(error: Any) -> str:
@@ -169,12 +184,60 @@ def _describe(error: Any) -> str:
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it could not read (bytes that are not UTF-8, JSON
+        # nested past Python's recursion limit): a 422, like JSON that does not parse.
+        return _unreadable_body(exc.__cause__)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     codes = {404: "not_found", 405: "method_not_allowed"}
     return error_response(
         exc.status_code,
         codes.get(exc.status_code, "http_error"),
         str(exc.detail),
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
+    )
+
+
+def _unreadable_body(cause: BaseException | None) -> JSONResponse:
+    if isinstance(cause, UnicodeDecodeError):
+        reason = "the body is not UTF-8 text"
+    elif isinstance(cause, RecursionError):
+        reason = "the body is nested too deeply"
+    else:
+        reason = "the body cannot be read as JSON"
+    detail = [{"type": "json_invalid", "loc": ["body"], "msg": reason}]
+    return error_response(422, "validation_error", f"body: {reason}", detail=detail)
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """The methods of the documented path that names this URL, as the OpenAPI schema says.
+
+    Starlette's ``Allow`` lists one route's methods only (``POST`` for ``/v1/prompts``,
+    which also has ``GET``). As in OpenAPI, a concrete path (``/v1/jobs/canary``) names
+    a URL before a templated one (``/v1/jobs/{job_id}``).
+    """
+    path = request.scope["path"]
+    documented: dict[str, Any] = request.app.openapi().get("paths", {})
+    matching = [template for template in documented if _path_pattern(template).fullmatch(path)]
+    if not matching:
+        return None
+    most_specific = min(matching, key=lambda template: template.count("{"))
+    return ", ".join(
+        sorted(method.upper() for method in documented[most_specific] if method in _METHODS)
+    )
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+@functools.cache
+def _path_pattern(template: str) -> re.Pattern[str]:
+    """``/v1/jobs/{job_id}`` as a regular expression: each parameter is one path segment."""
+    pieces = re.split(r"(\{[^/{}]+\})", template)
+    return re.compile(
+        "".join("[^/]+" if piece.startswith("{") else re.escape(piece) for piece in pieces)
     )
 
 

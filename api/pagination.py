@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 
 from db.repositories.jobs import JobCursor
 from domain.jobs import Job
 
 _SEPARATOR = "|"
-_MAX_CURSOR_CHARS = 200
+MAX_CURSOR_CHARS = 200
 
 
 class InvalidCursor(ValueError):
@@ -30,14 +30,16 @@ def encode_cursor(job: Job) -> str:
 
 def decode_cursor(text: str) -> JobCursor:
     """The position ``text`` names; raises :class:`InvalidCursor`."""
-    if not text or len(text) > _MAX_CURSOR_CHARS:
+    if not text or len(text) > MAX_CURSOR_CHARS:
         raise InvalidCursor("cursor has the wrong length")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         created_at_text, job_id = raw.split(_SEPARATOR)
         created_at = datetime.fromisoformat(created_at_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if created_at.tzinfo is None or not job_id:
+            raise ValueError("not a position this API issues")
+        # In UTC, as stored; a tampered offset can push the instant out of datetime's range.
+        created_at = created_at.astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise InvalidCursor("cursor is not one this API issued") from None
-    if created_at.tzinfo is None or not job_id:
-        raise InvalidCursor("cursor is not one this API issued")
     return JobCursor(created_at=created_at, id=job_id)

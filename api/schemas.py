@@ -15,12 +15,23 @@ from domain.evaluations import Evaluation, EvaluationStatus, TestResult
 from domain.idempotency import key_shown_to_clients
 from domain.jobs import Job, JobKind, JobStatus
 from domain.prompts import Prompt, PromptStatus
-from domain.schemas import MetaKey, MetaValue, PromptTags
+from domain.schemas import FiniteMetaValue, MetaKey, MetaValue, PromptTags
+from tasks.backup.job import BackupArguments
 from tasks.backup.manifest import BackupManifest
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class BackupRequest(BackupArguments):
+    """``POST /v1/jobs/backup`` body: :class:`~tasks.backup.job.BackupArguments`, strictly.
+
+    Strict: ``"prune": 0`` or ``"true"`` is a 422, as the schema's ``boolean`` says, not
+    a guess at what was meant.
+    """
+
+    model_config = ConfigDict(strict=True)
 
 
 class ErrorDetail(BaseModel):
@@ -127,7 +138,7 @@ class PromptCreate(_Request):
     system_message: str | None = None
     status: PromptStatus = PromptStatus.DRAFT
     tags: PromptTags | None = None
-    meta_data: Annotated[dict[MetaKey, MetaValue], Field(max_length=100)] = Field(
+    meta_data: Annotated[dict[MetaKey, FiniteMetaValue], Field(max_length=100)] = Field(
         default_factory=dict
     )
 

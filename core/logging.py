@@ -34,8 +34,12 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def configure_logging(settings: Settings) -> None:
-    """Send logs to stderr at ``LOG_LEVEL``, scrubbed of the configured secrets."""
+def configure_logging(settings: Settings, *, level: int | str | None = None) -> None:
+    """Send logs to stderr at ``LOG_LEVEL``, scrubbed of the configured secrets.
+
+    ``level`` (e.g. Celery's ``--loglevel``) applies where it is more verbose than
+    ``LOG_LEVEL``: either one asking for more detail gets it.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", settings.secrets())
@@ -46,7 +50,12 @@ def configure_logging(settings: Settings) -> None:
             root.removeHandler(existing)
     handler.autoforge = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(settings.log_level)
+    threshold = logging.getLevelName(settings.log_level)
+    if level is not None:
+        asked = level if isinstance(level, int) else logging.getLevelName(level.upper())
+        if isinstance(asked, int):
+            threshold = min(threshold, asked)
+    root.setLevel(threshold)
     # Alembic announces every plugin it loads at INFO: noise on each CLI command.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if settings.db_echo:

@@ -14,7 +14,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -344,7 +344,8 @@ class Settings(BaseSettings):
         if self.redis_url is not None:
             password = urlsplit(self.redis_url.get_secret_value()).password
             if password:
-                values.append(password)
+                # As written in the URL, and as sent to the server (percent-decoded).
+                values.extend({password, unquote(password)})
         token = self.database.auth_token
         if token is not None and token.get_secret_value():
             values.append(token.get_secret_value())

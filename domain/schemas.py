@@ -6,9 +6,18 @@ field, and never stored.
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from core.errors import InvalidData
 
@@ -50,6 +59,40 @@ class EvaluationMetrics(_Strict):
     mean_latency_ms: float | None = Field(None, ge=0)
     threshold: float | None = Field(None, ge=0, le=1)
     passed: bool | None = None  # overall score reached the threshold
+
+
+def _non_finite_numbers(value: object, path: tuple[str, ...] = ()) -> list[str]:
+    """Where ``value`` holds NaN or an infinity (which Python's JSON reader lets in)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ["/".join(path) or "(root)"]
+    if isinstance(value, Mapping):
+        return [
+            found
+            for key, item in value.items()
+            for found in _non_finite_numbers(item, (*path, str(key)))
+        ]
+    if isinstance(value, list | tuple):
+        return [
+            found
+            for index, item in enumerate(value)
+            for found in _non_finite_numbers(item, (*path, str(index)))
+        ]
+    return []
+
+
+def json_numbers_only(value: Any) -> Any:
+    """``value``, if it holds no NaN or infinity (a validator: else a ``ValueError`` naming
+    where, as a path in ``value``)."""
+    places = _non_finite_numbers(value)
+    if places == ["(root)"]:
+        raise ValueError("NaN and Infinity are not JSON numbers")
+    if places:
+        raise ValueError(f"NaN and Infinity are not JSON numbers; found at {', '.join(places)}")
+    return value
+
+
+#: A value of ``prompts.meta_data`` as a request gives it: a number must be one JSON has.
+FiniteMetaValue = Annotated[MetaValue, AfterValidator(json_numbers_only)]
 
 
 def validated_json(model: type[M], value: object, *, column: str) -> M:

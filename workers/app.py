@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from celery import Celery, signals
 
@@ -34,9 +35,36 @@ def broker_url(settings: Settings) -> str:
     return f"redis://127.0.0.1:{settings.embedded_redis_port}/0"
 
 
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """A Redis URL without its credentials, and the credentials as client options.
+
+    For RedBeat: workers report their settings (``inspect conf``, Flower's Config tab)
+    through Celery's ``filter_hidden_settings``, which masks ``broker_url``, keys naming a
+    password and such keys inside nested options, but shows any other URL as it is.
+    """
+    parts = urlsplit(url)
+    credentials: dict[str, str] = {}
+    if parts.username:
+        credentials["username"] = unquote(parts.username)
+    if parts.password:
+        credentials["password"] = unquote(parts.password)
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "password":  # redis-py also reads it from the query (unix sockets)
+            credentials["password"] = value
+        else:
+            query.append((name, value))
+    # Built by hand: urlunsplit would turn "unix:///path" into "unix:/path".
+    bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    if query:
+        bare += f"?{urlencode(query)}"
+    return bare, credentials
+
+
 def create_celery(settings: Settings) -> Celery:
     """A Celery app for ``settings``. Connects to nothing until it is used."""
     url = broker_url(settings)
+    redbeat_url, credentials = split_credentials(url)
     app = Celery("autoforge", broker=url, backend=url, set_as_current=False)
     transport = {
         # Longer than any job may run or wait, else Redis would hand a running job to a
@@ -77,8 +105,10 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
         beat_schedule=beat_schedule(settings),
         beat_scheduler="redbeat.RedBeatScheduler",
-        redbeat_redis_url=url,
-        redbeat_redis_options={"socket_connect_timeout": 5, "retry_period": 60},
+        # Credentials as options (masked where workers report settings), not in the URL;
+        # redis-py uses them as the URL has none.
+        redbeat_redis_url=redbeat_url,
+        redbeat_redis_options={"socket_connect_timeout": 5, "retry_period": 60, **credentials},
         redbeat_key_prefix="autoforge:redbeat:",
         redbeat_lock_timeout=max(15, int(settings.sweeper_interval_s * 3)),
         beat_max_loop_interval=5,
@@ -121,4 +151,4 @@ def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
         runtime.db.dispose()
 
 
-__all__ = ["ALL_QUEUES", "broker_url", "create_celery"]
+__all__ = ["ALL_QUEUES", "broker_url", "create_celery", "split_credentials"]

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from api.auth import CallerScope
 from api.errors import JobKindNotImplemented, JobStateConflict, UnknownJobKind
-from api.pagination import InvalidCursor, decode_cursor, encode_cursor
+from api.pagination import MAX_CURSOR_CHARS, InvalidCursor, decode_cursor, encode_cursor
 from api.resources import ApiResources, Resources
-from api.schemas import ErrorBody, JobOut, JobPage
+from api.schemas import BackupRequest, ErrorBody, JobOut, JobPage
 from core.errors import NotFound
 from db.repositories.evaluations import EvaluationRepository
 from db.repositories.jobs import JobCursor, JobRepository
@@ -26,7 +26,6 @@ from db.transaction import write_transaction
 from domain.evaluations import Evaluation, EvaluationStatus
 from domain.idempotency import client_key
 from domain.jobs import Job, JobKind, JobStatus
-from tasks.backup.job import BackupArguments
 from tasks.canary.logic import CanaryArguments
 from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
@@ -105,7 +104,7 @@ def enqueue_canary(
 
 @router.post("/backup", status_code=202, responses=_ENQUEUE_RESPONSES)
 def enqueue_backup(
-    arguments: BackupArguments,
+    arguments: BackupRequest,
     response: Response,
     resources: Resources,
     idempotency_key: LedgerIdempotencyKey,
@@ -191,15 +190,9 @@ def _invalid(loc: tuple[str | int, ...], message: str) -> NoReturn:
     raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
 
 
-@router.post(
-    "/{kind}",
-    status_code=202,
-    response_model=None,
-    responses={
-        404: {"model": ErrorBody, "description": "Unknown kind; the error lists the kinds."},
-        501: {"model": ErrorBody, "description": "This kind cannot be enqueued yet."},
-    },
-)
+# Not in the OpenAPI schema: "/v1/jobs/{kind}" would be the same path as "/v1/jobs/{job_id}"
+# under another name, which OpenAPI forbids; every kind that can be enqueued has its own path.
+@router.post("/{kind}", status_code=202, response_model=None, include_in_schema=False)
 def enqueue_other(kind: str) -> NoReturn:
     """Kinds whose request bodies are not defined yet answer ``501``; unknown kinds ``404``."""
     if kind not in KINDS:
@@ -230,7 +223,14 @@ def list_jobs(
     kind: JobKind | None = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_CURSOR_CHARS,
+            description="next_cursor of the previous page",
+        ),
+    ] = None,
 ) -> JobPage:
     """Jobs newest first, optionally of one kind and status, a page at a time."""
     after = _cursor(cursor)

@@ -2,7 +2,10 @@
 
 A case's score is the mean of its scorers' values; it passes only if every scorer passes.
 Scoring never calls out of the process except through ``embed`` (similarity); in
-particular a JSON Schema's ``$ref`` is never fetched from the network.
+particular a JSON Schema's ``$ref`` is never fetched from the network. Patterns run on RE2
+(:mod:`tasks.evaluation.patterns`), in time linear in the output: no pattern can stall a
+worker. A scorer that cannot run on a case (a pattern RE2 refuses, a ``$ref`` the schema
+does not hold) fails on that case, with the reason in its ``error``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import referencing
 import referencing.exceptions
 
 from core.errors import PermanentError
+from tasks.evaluation.patterns import UnusablePattern
 from tasks.evaluation.spec import (
     ContainsScorer,
     ExactScorer,
@@ -122,7 +126,12 @@ def _verdict(ok: bool, **detail: Any) -> Score:
 
 
 def _regex(scorer: RegexScorer, actual: str) -> Score:
-    found = scorer.compiled().search(actual)
+    try:
+        pattern = scorer.compiled()
+    except UnusablePattern as exc:
+        # Only a spec stored before the API checked patterns with RE2 gets here.
+        return _verdict(False, error=exc.message)
+    found = pattern.search(actual)
     if found is None:
         return _verdict(False)
     return _verdict(True, match=found.group(0)[:_MAX_MATCH_CHARS])

@@ -2,9 +2,14 @@
 
 Everything that can be checked without the prompt or the provider is checked here, so
 that the API answers 422 before a job exists: scorer parameters (a regular expression
-compiles, a JSON Schema is a schema), case names unique in the run, scorers that compare
-with ``expected`` only where a case has one, variable names usable in a placeholder.
-Errors name the field path and, inside a case, the case's name.
+compiles with RE2, a JSON Schema is a schema), case names unique in the run, scorers that
+compare with ``expected`` only where a case has one, variable names usable in a
+placeholder, numbers that JSON can hold (no NaN or Infinity). Errors name the field path
+and, inside a case, the case's name.
+
+A job's stored arguments are read back with :func:`parse_spec`, without the checks added
+since it may have been accepted (RE2 patterns, finite numbers): it still runs, and a
+pattern that cannot be used fails its scorer on each case rather than the whole run.
 
 Scorers are given as names (``"exact"``) or objects with parameters
 (``{"type": "regex", "pattern": "..."}``); both become one of the ``*Scorer`` models below,
@@ -13,8 +18,8 @@ a union discriminated by ``type``.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import jsonschema
@@ -31,12 +36,18 @@ from pydantic import (
 )
 
 from core.errors import InvalidData
+from domain.schemas import json_numbers_only
+from tasks.evaluation.patterns import CompiledPattern, UnusablePattern, compile_pattern
 from tasks.evaluation.render import VariableValue, is_variable_name
 
 MAX_TEST_CASES = 500
 MAX_SCORERS_PER_CASE = 20
 MAX_VARIABLES_PER_CASE = 100
 MAX_PATTERN_LENGTH = 1000
+
+_STORED = "stored"
+#: Validation context of a job's stored arguments (see :func:`parse_spec`).
+STORED_ARGUMENTS: Mapping[str, bool] = {_STORED: True}
 
 
 class _Spec(BaseModel):
@@ -63,16 +74,49 @@ class ContainsScorer(_Spec):
     needs_expected: ClassVar[bool] = True
 
 
+def _stored(info: ValidationInfo) -> bool:
+    """Whether these are a job's stored arguments, accepted earlier under the rules of then."""
+    return isinstance(info.context, Mapping) and bool(info.context.get(_STORED))
+
+
+def _json_numbers(value: Any, info: ValidationInfo) -> Any:
+    # Stored before this check existed, such a number still reads back (Python's JSON
+    # reader accepts NaN): the run goes on, as it would have.
+    return value if _stored(info) else json_numbers_only(value)
+
+
 class RegexScorer(_Spec):
-    """1 if ``pattern`` (a Python regular expression) matches somewhere in the output."""
+    """1 if ``pattern`` (an RE2 regular expression) matches somewhere in the output.
+
+    RE2 runs in time linear in the output, whatever the pattern; it has no backreferences
+    or lookaround, and its ``\\w``, ``\\d``, ``\\b`` are ASCII (``\\p{L}``: any letter).
+    """
 
     type: Literal["regex"] = "regex"
-    pattern: str = Field(min_length=1, max_length=MAX_PATTERN_LENGTH)
+    pattern: str = Field(
+        min_length=1,
+        max_length=MAX_PATTERN_LENGTH,
+        description="RE2 syntax (no backreferences or lookaround); matched anywhere in the output.",
+    )
     needs_expected: ClassVar[bool] = False
 
-    def compiled(self) -> re.Pattern[str]:
-        """The compiled pattern (``re`` caches compilations)."""
-        return re.compile(self.pattern)
+    @field_validator("pattern")
+    @classmethod
+    def _usable(cls, pattern: str, info: ValidationInfo) -> str:
+        if not _stored(info):
+            try:
+                compile_pattern(pattern)
+            except UnusablePattern as exc:
+                raise ValueError(exc.message) from None
+        return pattern
+
+    def compiled(self) -> CompiledPattern:
+        """The compiled pattern; raises :class:`UnusablePattern` (compilations are cached)."""
+        return compile_pattern(self.pattern)
+
+
+#: A variable's value, finite if a number: it is stored as JSON.
+FiniteVariableValue = Annotated[VariableValue, AfterValidator(_json_numbers)]
 
 
 class JsonValidScorer(_Spec):
@@ -80,7 +124,9 @@ class JsonValidScorer(_Spec):
 
     type: Literal["json_valid"] = "json_valid"
     # "schema" would shadow a BaseModel attribute: the field has another name, the alias.
-    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    json_schema: Annotated[dict[str, Any] | None, AfterValidator(_json_numbers)] = Field(
+        None, alias="schema"
+    )
     needs_expected: ClassVar[bool] = False
 
 
@@ -129,7 +175,7 @@ class TestCase(_Spec):
 
     name: CaseName
     variables: Annotated[
-        dict[VariableName, VariableValue], Field(max_length=MAX_VARIABLES_PER_CASE)
+        dict[VariableName, FiniteVariableValue], Field(max_length=MAX_VARIABLES_PER_CASE)
     ] = Field(default_factory=dict)
     expected: str | None = None
     scorers: Annotated[list[ScorerSpec], Field(min_length=1, max_length=MAX_SCORERS_PER_CASE)]
@@ -144,11 +190,6 @@ class TestCase(_Spec):
             where = f"case {case}: scorers[{index}] ({scorer.type})"
             if scorer.needs_expected and info.data.get("expected") is None:
                 problems.append(f"{where} compares with 'expected', which the case does not give")
-            if isinstance(scorer, RegexScorer):
-                try:
-                    re.compile(scorer.pattern)
-                except re.error as exc:
-                    problems.append(f"{where}.pattern is not a valid regular expression: {exc}")
             if isinstance(scorer, JsonValidScorer) and scorer.json_schema is not None:
                 validator = jsonschema.validators.validator_for(scorer.json_schema)
                 try:
@@ -223,9 +264,14 @@ def _case_name_at(arguments: object, loc: tuple[int | str, ...]) -> str | None:
 
 
 def parse_spec(arguments: object) -> EvaluationSpec:
-    """The job's arguments as an :class:`EvaluationSpec`, or :class:`InvalidData` naming why."""
+    """A job's stored arguments as an :class:`EvaluationSpec`, or :class:`InvalidData`
+    naming why.
+
+    Patterns are not compiled here: one that RE2 cannot use (say, a lookahead accepted
+    before patterns ran on RE2) fails its scorer, case by case, when the run scores.
+    """
     try:
-        return EvaluationSpec.model_validate(arguments)
+        return EvaluationSpec.model_validate(arguments, context=STORED_ARGUMENTS)
     except ValidationError as exc:
         problems = describe_validation_error(exc, arguments)
         raise InvalidData(f"invalid evaluation request: {problems}") from None

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from db.models import PromptModel
+from db.models import JobModel, PromptModel
 from db.transaction import write_transaction
 from domain.jobs import JobStatus
 from tasks.evaluation.rate_limit import KEY_PREFIX
@@ -535,3 +535,61 @@ def test_a_template_that_no_longer_fits_fails_the_job_naming_variable_and_case(
         shown = api.job(run)
         assert shown["status"] == "failed"
         assert shown["error"] == {"kind": "TemplateError", "message": job.error.message}
+
+
+# --- f. patterns from users -----------------------------------------------------------------
+
+_NESTED = {"type": "regex", "pattern": "(a+)+$"}
+
+
+def test_a_pattern_that_backtracks_for_hours_in_python_scores_in_one_attempt(
+    tmp_path: Path, redis_url: str
+) -> None:
+    hostile = "a" * 36 + "!"  # for Python's re, "(a+)+$" tries every split of the a's
+    with evaluation_system(tmp_path, redis_url) as (pipeline, api):
+        prompt_id = api.create_prompt("{{ word }}")
+        cases = [
+            {"name": "hostile", "variables": {"word": hostile}, "scorers": [_NESTED]},
+            {"name": "matching", "variables": {"word": "a" * 36}, "scorers": [_NESTED]},
+            {
+                "name": "stored",
+                "variables": {"word": "Bob Smith"},
+                "scorers": [{"type": "regex", "pattern": "Bob"}, "json_valid"],
+            },
+        ]
+        run = api.enqueue(evaluation_body(prompt_id, cases, provider="echo", model="echo-1"))
+        # A run stored before patterns were checked with RE2 may hold one it cannot run.
+        arguments = pipeline.job(run).arguments
+        arguments["test_cases"][2]["scorers"][0]["pattern"] = "Bob(?= )"
+        write_transaction(
+            pipeline.runtime.db,
+            lambda s: s.execute(
+                update(JobModel).where(JobModel.id == run).values(arguments=arguments)
+            ),
+        )
+        pipeline.start_worker(QUEUES)
+
+        evaluation = api.wait_for_evaluation(run, "completed", timeout=60)
+        job = pipeline.wait_for_job(run, JobStatus.SUCCEEDED)
+
+        assert job.attempts == 1
+        assert pipeline.task_outcomes(run) == [{"succeeded": True, "attempt": 1}]
+        results = _results(evaluation)
+        assert results["hostile"]["actual_output"] == hostile
+        assert (results["hostile"]["score"], results["hostile"]["passed"]) == (0.0, False)
+        assert results["hostile"]["details"]["scorers"] == [
+            {"type": "regex", "score": 0.0, "passed": False}
+        ]
+        assert (results["matching"]["score"], results["matching"]["passed"]) == (1.0, True)
+        assert results["matching"]["details"]["scorers"][0]["match"] == "a" * 36
+        stored = results["stored"]
+        assert (stored["score"], stored["passed"]) == (0.0, False)
+        assert stored["details"]["scorers"][0] == {
+            "type": "regex",
+            "score": 0.0,
+            "passed": False,
+            "error": "RE2 cannot use this pattern: invalid perl operator: (?=",
+        }
+        assert evaluation["metrics"]["total_cases"] == 3
+        assert evaluation["metrics"]["passed_cases"] == 1
+        assert result_rows(pipeline, run) == 3

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,8 +251,11 @@ class UpRun:
 
 
 @contextmanager
-def autoforge_up(cwd: Path, *args: str, ports: Ports | None = None) -> Iterator[UpRun]:
-    """Run ``python -m cli.main up ARGS`` in ``cwd``; always killed and reaped at the end."""
+def autoforge_up(
+    cwd: Path, *args: str, ports: Ports | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[UpRun]:
+    """Run ``python -m cli.main up ARGS`` in ``cwd`` (with ``env`` added to its environment);
+    always killed and reaped at the end."""
     ports = ports or free_ports()
     cwd.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = cwd / "up.stdout", cwd / "up.stderr"
@@ -260,7 +263,7 @@ def autoforge_up(cwd: Path, *args: str, ports: Ports | None = None) -> Iterator[
         process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "up", *args],
             cwd=cwd,
-            env=up_environment(ports),
+            env={**up_environment(ports), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,

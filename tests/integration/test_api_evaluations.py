@@ -9,6 +9,7 @@ directly through :class:`EvaluationRepository`, with chosen completion times.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -412,17 +413,74 @@ def test_duplicate_case_names_are_422_naming_them(
     assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
 
 
-def test_an_invalid_regular_expression_is_422_naming_the_case(
-    client: TestClient, app_settings: Settings, prompt_id: str
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("(unclosed", "missing ): (unclosed"),
+        (r"(a)\1", r"invalid escape sequence: \1"),
+        ("Bob(?= in)", "invalid perl operator: (?="),
+        ("(?<!x)Bob", "invalid perl operator: (?<!"),
+        (r"\pL{1000}", "pattern too large - compile failed"),
+    ],
+)
+def test_a_pattern_re2_cannot_run_is_422_naming_the_field_and_the_reason(
+    client: TestClient, app_settings: Settings, prompt_id: str, pattern: str, reason: str
 ) -> None:
-    case = _case("bob", scorers=["exact", {"type": "regex", "pattern": "(unclosed"}])
+    case = _case("bob", scorers=["exact", {"type": "regex", "pattern": pattern}])
 
-    error = _the_error(client.post("/v1/jobs/evaluation", json=_body(prompt_id, _case("a"), case)))
+    response = client.post("/v1/jobs/evaluation", json=_body(prompt_id, _case("a"), case))
+    error = _the_error(response)
 
-    assert error["loc"] == ["body", "test_cases", 1, "scorers"]
-    assert "case 'bob'" in error["msg"]
-    assert "scorers[1]" in error["msg"]
-    assert "not a valid regular expression" in error["msg"]
+    assert error["loc"] == ["body", "test_cases", 1, "scorers", 1, "regex", "pattern"]
+    assert f"RE2 cannot use this pattern: {reason}" in error["msg"]
+    assert response.json()["error"]["message"].startswith(
+        "body.test_cases.1.scorers.1.regex.pattern: "
+    )
+    assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
+
+
+def test_a_pattern_that_would_backtrack_for_hours_is_accepted(
+    client: TestClient, prompt_id: str
+) -> None:
+    # RE2 runs it in linear time; nothing to refuse.
+    case = _case("ann", scorers=[{"type": "regex", "pattern": "(a+)+$"}])
+    _enqueue(client, _body(prompt_id, case))
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_in_variables_are_422_naming_the_variable(
+    client: TestClient, app_settings: Settings, prompt_id: str, constant: str
+) -> None:
+    # Python's JSON reader accepts these non-JSON constants; they must not reach the ledger.
+    body = json.dumps(_body(prompt_id)).replace('"English"', constant)
+
+    error = _the_error(
+        client.post(
+            "/v1/jobs/evaluation", content=body, headers={"Content-Type": "application/json"}
+        )
+    )
+
+    assert error["loc"] == ["body", "test_cases", 0, "variables", "lang"]
+    assert "NaN and Infinity are not JSON numbers" in error["msg"]
+    assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_in_a_json_schema_are_422_naming_where(
+    client: TestClient, app_settings: Settings, prompt_id: str, constant: str
+) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "number", "maximum": 1}}}
+    case = _case("ann", scorers=[{"type": "json_valid", "schema": schema}])
+    body = json.dumps(_body(prompt_id, case)).replace('"maximum": 1', f'"maximum": {constant}')
+
+    error = _the_error(
+        client.post(
+            "/v1/jobs/evaluation", content=body, headers={"Content-Type": "application/json"}
+        )
+    )
+
+    assert error["loc"] == ["body", "test_cases", 0, "scorers", 0, "json_valid", "schema"]
+    assert "NaN and Infinity are not JSON numbers; found at properties/n/maximum" in error["msg"]
     assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
 
 

@@ -278,7 +278,8 @@ class TestDocs:
         assert client.get("/docs").status_code == 200
         for path in (
             "/v1/jobs/canary",
-            "/v1/jobs/{kind}",
+            "/v1/jobs/evaluation",
+            "/v1/jobs/backup",
             "/v1/jobs",
             "/v1/jobs/{job_id}",
             "/v1/jobs/{job_id}/cancel",

@@ -6,9 +6,11 @@ and answers with an error, so every code path that reports a failure is exercise
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +24,9 @@ from core.logging import configure_logging
 from core.settings import load_settings
 from db.database import Database
 from db.errors import DatabaseUnavailable, QueryError
+from tests.support.leaky_celery_app import LEAK_PREFIX
+from tests.support.processes import CeleryProcess, open_pipeline
+from tests.support.redis import REDIS_PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +161,70 @@ def test_redacting_formatter_scrubs_third_party_messages(
     err = capsys.readouterr().err
     assert "connecting to wss://stg.example.io?token=***" in err
     assert TOKEN not in err
+
+
+# --- Celery's own processes -----------------------------------------------------------------
+
+OPENAI_KEY = "sk-SECRET-openai-3c9d2e"
+BACKUP_KEY = base64.b64encode(b"backup-key-SECRET-32-bytes-long!").decode()
+FLOWER_LOGIN = "admin:flower-SECRET-pw-41"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ["worker", "beat"])
+def test_celery_worker_and_beat_keep_the_scrubbing_log_handler(
+    tmp_path: Path, password_redis_url: str, role: str
+) -> None:
+    secrets = [REDIS_PASSWORD, API_KEY, OPENAI_KEY, BACKUP_KEY, FLOWER_LOGIN]
+    with open_pipeline(
+        tmp_path,
+        password_redis_url,
+        autoforge_api_keys=API_KEY,
+        openai_api_key=OPENAI_KEY,
+        backup_encryption_key=BACKUP_KEY,
+        flower_basic_auth=FLOWER_LOGIN,
+    ) as pipeline:
+        assert set(pipeline.settings.secrets()) >= set(secrets)
+        extra = ["-c", "1", "-Q", "maintenance"] if role == "worker" else []
+        process = CeleryProcess(
+            role,
+            [
+                sys.executable, "-m", "celery", "-A", "tests.support.leaky_celery_app",
+                role, "--loglevel", "INFO", *extra,
+            ],
+            env=pipeline.environment(),
+            cwd=tmp_path,
+            log_path=tmp_path / "logs" / f"{role}.log",
+        )  # fmt: skip
+        pipeline.processes.append(process)
+
+        line = process.wait_for_log(
+            rf"(?m)^.*{re.escape(LEAK_PREFIX)}.*$", describe=pipeline.describe
+        ).group(0)
+
+        # Our handler's format, the secrets scrubbed (Celery's would print them as they are).
+        assert re.match(r"\d{4}-\d\d-\d\d [\d:,]+ WARNING some\.library: ", line), line
+        assert line.endswith(f"{LEAK_PREFIX} {' '.join(['***'] * len(secrets))}"), line
+        output = process.log_text()
+        for secret in secrets:
+            assert secret not in output, f"{secret!r} printed by {role}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_defaults", [False, True])
+def test_a_worker_reports_its_settings_without_the_redis_password(
+    tmp_path: Path, password_redis_url: str, with_defaults: bool
+) -> None:
+    with open_pipeline(tmp_path, password_redis_url) as pipeline:
+        worker = pipeline.start_worker(("maintenance",), concurrency=1)
+        # RedBeat finds the password in its options (the server refuses clients without).
+        pipeline.start_beat(lock_holder=True)
+
+        # What Flower's Config tab shows: Celery's `inspect conf`, masked by Celery.
+        replies = pipeline.app.control.inspect(timeout=10).conf(with_defaults=with_defaults)
+
+        assert replies, pipeline.describe()
+        [(node, reported)] = replies.items()
+        assert node in worker.log_text()
+        assert reported["redbeat_redis_url"].startswith("redis://127.0.0.1:")
+        assert REDIS_PASSWORD not in json.dumps(reported), reported

@@ -44,3 +44,43 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+#: The password of :func:`password_redis_url`'s server: a secret that must never be printed.
+REDIS_PASSWORD = "redis-pw-SECRET-5b7e01c4"
+
+
+@pytest.fixture(scope="session")
+def password_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A second session server that only answers clients giving :data:`REDIS_PASSWORD`.
+
+    The password is set over the connection (``CONFIG SET requirepass``), not on the
+    command line: nothing shows it in the process list.
+    """
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-password"), persistent=False)
+    try:
+        server.start()
+    except AutoforgeError as exc:
+        reason = f"embedded Redis server did not start: {exc.message}"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    client = redis.Redis.from_url(server.url)
+    try:
+        client.config_set("requirepass", REDIS_PASSWORD)
+    finally:
+        client.close()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def password_redis_url(password_redis_server: EmbeddedRedis) -> str:
+    """``redis://:<password>@host:port/0`` of the password server, emptied before the test."""
+    url = password_redis_server.url.replace("redis://", f"redis://:{REDIS_PASSWORD}@", 1)
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return url

@@ -15,7 +15,7 @@ from tasks.evaluation.scorers import (
     score,
     score_case,
 )
-from tasks.evaluation.spec import ScorerSpec
+from tasks.evaluation.spec import STORED_ARGUMENTS, ScorerSpec
 
 SCORER = TypeAdapter(ScorerSpec)
 
@@ -61,6 +61,56 @@ def test_regex_searches_anywhere_and_reports_the_match() -> None:
     assert verdict.passed
     assert verdict.detail == {"match": "2024-05-01"}
     assert not score(spec, "some day in May", None, case_name="c").passed
+
+
+# Each of these backtracks for hours (or forever) in Python's ``re`` on the text given.
+CATASTROPHIC = [
+    (r"(a+)+$", "a" * 36 + "!"),
+    (r"^(a|aa)+$", "a" * 60 + "!"),
+    (r"^(a|a?)+$", "a" * 40 + "!"),
+    (r"(x+x+)+y", "x" * 60),
+    (r"^(\w+\s?)*$", "An output that makes a backtracking engine try every split of it!"),
+    (
+        r"^([a-zA-Z0-9])(([\-.]|[_]+)?([a-zA-Z0-9]+))*(@){1}[a-z0-9]+[.]{1}(([a-z]{2,3})|([a-z]{2,3}[.]{1}[a-z]{2,3}))$",
+        "a" * 50 + "!",
+    ),
+]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("pattern", "text"), CATASTROPHIC)
+def test_regex_cannot_backtrack_catastrophically(pattern: str, text: str) -> None:
+    verdict = score(scorer({"type": "regex", "pattern": pattern}), text, None, case_name="c")
+    assert (verdict.value, verdict.passed) == (0.0, False)
+    assert verdict.detail == {}
+
+
+@pytest.mark.timeout(10)
+def test_regex_with_nested_quantifiers_still_matches_where_it_should() -> None:
+    spec = scorer({"type": "regex", "pattern": r"(a+)+$"})
+    verdict = score(spec, "b" + "a" * 10_000, None, case_name="c")
+    assert verdict.passed
+    assert verdict.detail == {"match": "a" * 200}  # the reported match is cut at 200
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\1", r"invalid escape sequence: \1"),
+        (r"x(?=y)", "invalid perl operator: (?="),
+        (r"(?<!a)b", "invalid perl operator: (?<!"),
+        (r"\pL{1000}", "pattern too large"),
+    ],
+)
+def test_a_stored_pattern_that_re2_refuses_fails_the_scorer_with_the_reason(
+    pattern: str, reason: str
+) -> None:
+    # A spec stored before patterns were checked with RE2 is read without that check.
+    stored = SCORER.validate_python({"type": "regex", "pattern": pattern}, context=STORED_ARGUMENTS)
+    verdict = score(stored, "xy ab", None, case_name="c")
+    assert (verdict.value, verdict.passed) == (0.0, False)
+    assert verdict.detail["error"].startswith("RE2 cannot use this pattern: ")
+    assert reason in verdict.detail["error"]
 
 
 def test_json_valid_without_a_schema() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from tasks.evaluation.spec import (
     JsonValidScorer,
     RegexScorer,
     SimilarityScorer,
+    describe_validation_error,
     parse_spec,
 )
 
@@ -114,13 +116,70 @@ def test_the_spec_round_trips_through_json_as_the_job_arguments() -> None:
     assert EvaluationSpec.model_validate(dumped) == spec
 
 
+def request_problems(body: dict[str, Any]) -> str:
+    """What the API says of ``body``: it validates requests without a context."""
+    with pytest.raises(ValidationError) as caught:
+        EvaluationSpec.model_validate(body)
+    return describe_validation_error(caught.value, body)
+
+
 def test_an_invalid_regex_names_the_case_and_the_field() -> None:
-    message = problems_of(
+    message = request_problems(
         request(case("dates", scorers=["exact", {"type": "regex", "pattern": "[0-9"}]))
     )
-    assert "test_cases.0.scorers" in message
-    assert "case 'dates'" in message
-    assert "scorers[1] (regex).pattern is not a valid regular expression" in message
+    assert message.startswith("test_cases.0.scorers.1.regex.pattern (case 'dates'): ")
+    assert "RE2 cannot use this pattern: missing ]: [0-9" in message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\1", r"invalid escape sequence: \1"),
+        (r"x(?=y)", "invalid perl operator: (?="),
+        (r"(?<=a)b", "invalid perl operator: (?<="),
+        (r"a++", "bad repetition operator: ++"),
+        (r"\pL{1000}", "pattern too large - compile failed"),
+        ("a{1001}", "invalid repetition size: {1001}"),
+    ],
+)
+def test_a_request_with_a_pattern_re2_cannot_run_is_refused_with_the_reason(
+    pattern: str, reason: str
+) -> None:
+    body = request(case("c", scorers=[{"type": "regex", "pattern": pattern}]))
+    message = request_problems(body)
+    assert message.startswith("test_cases.0.scorers.0.regex.pattern (case 'c'): ")
+    assert reason in message
+    # Stored arguments are read without that check: the scorer reports it per case.
+    stored = parse_spec(body).test_cases[0].scorers[0]
+    assert isinstance(stored, RegexScorer)
+    assert stored.pattern == pattern
+
+
+def test_patterns_use_re2_syntax() -> None:
+    body = request(case(scorers=[{"type": "regex", "pattern": r"(?P<word>\p{L}+) [[:digit:]]\z"}]))
+    assert EvaluationSpec.model_validate(body).test_cases[0].scorers[0] == RegexScorer(
+        pattern=r"(?P<word>\p{L}+) [[:digit:]]\z"
+    )
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_refused_in_variables(value: float) -> None:
+    body = request(case("v", variables={"x": 1.5, "y": value}))
+    message = request_problems(body)
+    assert message == "test_cases.0.variables.y (case 'v'): NaN and Infinity are not JSON numbers"
+    # Arguments stored before the check still read back (and run).
+    assert parse_spec(body).test_cases[0].variables["x"] == 1.5
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_refused_in_a_json_schema(value: float) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "number", "maximum": value}}}
+    body = request(case("s", scorers=[{"type": "json_valid", "schema": schema}]))
+    assert request_problems(body) == (
+        "test_cases.0.scorers.0.json_valid.schema (case 's'): "
+        "NaN and Infinity are not JSON numbers; found at properties/n/maximum"
+    )
+    assert len(parse_spec(body).test_cases) == 1
 
 
 def test_an_invalid_json_schema_names_the_case_and_where_in_the_schema() -> None:
@@ -232,5 +291,5 @@ def test_the_pydantic_error_carries_the_field_path_for_the_api() -> None:
     with pytest.raises(ValidationError) as caught:
         EvaluationSpec.model_validate(request(case(scorers=[{"type": "regex", "pattern": "("}])))
     [error] = caught.value.errors()
-    assert error["loc"] == ("test_cases", 0, "scorers")
-    assert "case 'c1'" in error["msg"]
+    assert error["loc"] == ("test_cases", 0, "scorers", 0, "regex", "pattern")
+    assert "missing )" in error["msg"]
