@@ -6,6 +6,7 @@ dies, the lease lapses and the outbox sweeper hands the job to another worker.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -67,7 +68,13 @@ class LeaseKeeper:
     def __init__(self, db: Database, job: Job, lease_s: float) -> None:
         self._db, self._job, self._lease_s = db, job, lease_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{job.id[:8]}", daemon=True)
+        # Run in a copy of the job's context, so that its log lines carry the job's fields.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name=f"lease-{job.id[:8]}",
+            daemon=True,
+        )
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from core.logging import configure_logging
 from core.settings import Settings
 from db.database import Database
 from tasks.backup import tasks as backup_tasks
@@ -85,6 +86,12 @@ def create_celery(settings: Settings) -> Celery:
 
 def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
     """Engines are per worker process: built after fork, disposed at exit."""
+
+    @signals.setup_logging.connect(weak=False)
+    def _logging(**kwargs: Any) -> None:
+        # Connected, Celery keeps our handler (LOG_FORMAT, secrets scrubbed) instead of
+        # replacing the root logger's handlers with its own.
+        configure_logging(runtime.settings)
 
     @signals.worker_process_init.connect(weak=False)
     def _open(**kwargs: Any) -> None:
