@@ -104,6 +104,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was set up.
+
+    A live progress display (the CLI's) redirects ``sys.stderr`` to print log lines above
+    its bars instead of through them.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _formatter(settings: Settings) -> logging.Formatter:
     if settings.log_format == "json":
         return JsonFormatter(settings.secrets())
@@ -112,7 +126,7 @@ def _formatter(settings: Settings) -> logging.Formatter:
 
 def configure_logging(settings: Settings) -> None:
     """Send logs to stderr at ``LOG_LEVEL`` in ``LOG_FORMAT``, scrubbed of the secrets."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.StreamHandler[_CurrentStderr] = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(_formatter(settings))
     root = logging.getLogger()
     for existing in list(root.handlers):
