@@ -25,6 +25,8 @@ from core.settings import Settings
 
 REDACTED = "***"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that set up handlers of their own instead of using the root logger's.
+_OWN_HANDLER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,12 @@ def configure_logging(settings: Settings) -> None:
     handler.autoforge = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    if settings.log_format == "json":
+        # uvicorn gives its loggers their own text handlers; in JSON every line is ours.
+        for name in _OWN_HANDLER_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.propagate = True
     # Alembic announces every plugin it loads at INFO: noise on each CLI command.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if settings.db_echo:

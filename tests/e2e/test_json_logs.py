@@ -4,24 +4,30 @@ A Celery worker process runs with ``LOG_FORMAT=json``; jobs are enqueued through
 this process. Its log file is read back line by line: every log record is a JSON object with
 ``time``, ``level``, ``logger`` and ``message``, and the lines written while a job runs
 (the engine's, the job's own, and those of threads the job starts) carry its ``job_id``,
-``kind`` and ``attempt``. Lines of the worker itself carry no job.
+``kind`` and ``attempt``. Lines of the worker itself carry no job. The API server's
+lines, uvicorn's included, are JSON as well.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from core.settings import Settings
 from domain.jobs import JobStatus
+from tests.support.api_server import run_api_server
 from tests.support.evaluation import EVALUATION_TIMINGS, EvaluationApi, evaluation_body
 from tests.support.fake_llm_server import FakeLLMServer, Reply
 from tests.support.processes import CeleryProcess, open_pipeline, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOB_FIELDS = ("job_id", "kind", "attempt")
 OPENAI_KEY = "sk-json-logs-NEVER-PRINT-51c0"
 
@@ -114,3 +120,25 @@ def test_threads_a_job_starts_log_with_its_fields(tmp_path: Path, redis_url: str
             (job_id, "evaluation", 1)
         ]
         assert OPENAI_KEY not in worker.log_text()
+
+
+def test_the_api_server_logs_json_too(
+    migrated: Settings, db_path: Path, redis_url: str, tmp_path: Path
+) -> None:
+    ours = {name.upper() for name in Settings.model_fields}
+    env = {key: value for key, value in os.environ.items() if key.upper() not in ours}
+    env.update(
+        PYTHONPATH=str(PROJECT_ROOT),
+        DATABASE_URL=str(db_path),
+        REDIS_URL=redis_url,
+        AUTOFORGE_API_KEYS="afk_json-logs",
+        LOG_FORMAT="json",
+    )
+    with run_api_server(tmp_path, env, tmp_path / "api.log") as api:
+        assert httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200
+
+    records = [json.loads(line) for line in api.log_text().splitlines() if line.strip()]
+    loggers = {record["logger"] for record in records}
+    assert {"uvicorn.error", "uvicorn.access"} <= loggers, records
+    access = [r for r in records if r["logger"] == "uvicorn.access"]
+    assert any("GET /readyz" in r["message"] for r in access), access
