@@ -202,14 +202,14 @@ def enqueue(
         ),
     ],
     body: Annotated[
-        dict[str, Any],
+        dict[str, Any] | None,
         typer.Option(
             "--body",
             metavar="JSON|@FILE",
             parser=inputs.json_body,
-            help="The job's JSON body, or @file.json (UTF-8).",
+            help="The job's JSON body, or @file.json (UTF-8); default: {}.",
         ),
-    ] = "{}",  # type: ignore[assignment]  # parsed by inputs.json_body
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         typer.Option(
@@ -234,7 +234,9 @@ def enqueue(
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
 
     def command(api: ApiClient) -> None:
-        response = api.call("POST", f"/v1/jobs/{quote(kind, safe='')}", json=body, headers=headers)
+        response = api.call(
+            "POST", f"/v1/jobs/{quote(kind, safe='')}", json=body or {}, headers=headers
+        )
         job = answer(response, as_json)
         if not as_json:
             if response.status_code == 200:
