@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.http_metrics import HttpMetrics, RequestMetrics
 from api.limits import BodySizeLimit
+from api.openapi import install_openapi
 from api.resources import ApiResources
 from api.routes import backups, evaluations, health, jobs, metrics, prompts
 from api.schemas import ErrorBody
@@ -25,7 +27,8 @@ DESCRIPTION = """
 Enqueue background jobs and inspect them in the durable job ledger.
 
 Everything under `/v1` needs `Authorization: Bearer <key>`. Errors are
-`{"error": {"code": ..., "message": ...}}`.
+`{"error": {"code": ..., "message": ...}}`; a `422` adds `detail`, one entry per problem,
+whose `loc` names the field.
 """
 
 
@@ -41,11 +44,14 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             resources.close()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) with their scripts served by this app, not a
+    # CDN: the docs work on a machine without internet.
+    app = FastAPIOffline(
         title="AutoForge Jobs",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        static_url="/docs-assets",
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
@@ -68,4 +74,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    install_openapi(app)
     return app

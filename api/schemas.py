@@ -47,6 +47,24 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class ValidationIssue(BaseModel):
+    """One problem with a request; ``loc`` says where (``["body", "test_cases", 0]``)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    """A ``422``: ``validation_error`` when the request does not fit its schema (``detail``
+    lists each problem), ``invalid_data`` when its content cannot be used."""
+
+    error: ErrorDetail
+    detail: list[ValidationIssue] | None = None
+
+
 class JobErrorOut(BaseModel):
     """Why a job (or its last attempt) failed."""
 

@@ -1,24 +1,30 @@
-"""``autoforge``: start the system, migrate and inspect the database.
+"""``autoforge``: start the system, enqueue and follow jobs, migrate and back up the database.
 
-Settings are built once per invocation and passed down; errors are printed as one clear
-line (never a traceback with secrets in it) and exit non-zero.
+Settings are built once per command (:func:`cli.options.command_settings`) and passed
+down. Every failure is one ``error: ...`` line on stderr (never a traceback with secrets in
+it) and an exit code from :class:`cli.errors.ExitCode`: 1 the command failed, 2 bad usage,
+input or configuration; ``jobs wait`` and ``enqueue --wait`` add 3 (the job failed),
+4 (cancelled) and 5 (still running at ``--timeout``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any, TypeVar
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
 
 import typer
 
-from cli.backup import register as register_backup
+from cli import inputs
+from cli.backup import backup_app
+from cli.config import config_app
+from cli.errors import run_app
 from cli.jobs import enqueue, jobs_app
-from core.errors import AutoforgeError, ConfigurationError
-from core.logging import configure_logging
-from core.settings import Settings, load_settings
+from cli.options import GlobalOptions, command_settings, use_global_options
+
+DISTRIBUTION = "autoforge-jobs"
 
 app = typer.Typer(
     name="autoforge",
@@ -28,33 +34,56 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database: migrations and query plans.", no_args_is_help=True)
-config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(backup_app, name="backup")
 app.command("enqueue")(enqueue)
-
-T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings)
-    return settings
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run a command body, turning our errors into a clear message and an exit code."""
+def _version(value: bool) -> None:
+    if not value:
+        return
     try:
-        return action()
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except AutoforgeError as exc:
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        installed = version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        installed = "unknown (not installed)"
+    typer.echo(f"autoforge {installed}")
+    raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            metavar="URL",
+            callback=inputs.api_url,
+            help="The API the job commands talk to (overrides API_URL).",
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="KEY",
+            callback=inputs.api_key,
+            help="The API key to send (overrides AUTOFORGE_API_KEY; other users can see a "
+            "command line: prefer the variable on shared machines). Never printed.",
+        ),
+    ] = None,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """AutoForge Jobs: background jobs for the prompt-engineering platform."""
+    use_global_options(GlobalOptions(api_url=api_url, key=key))
 
 
 def _print_json(data: Any) -> None:
@@ -138,12 +167,7 @@ def up(
         restart_window_s=restart_window,
     )
 
-    def body() -> int:
-        settings = load_settings(**overrides)
-        configure_logging(settings)
-        return run_up(settings, options)
-
-    code = _run(body)
+    code = run_up(command_settings(**overrides), options)
     if code:
         raise typer.Exit(code)
 
@@ -153,12 +177,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database up to REVISION (default: head)."""
     from db import migrations
 
-    def body() -> None:
-        settings = _settings()
-        migrations.upgrade(settings, revision)
-        typer.echo(f"{settings.database.describe()} at {migrations.current_revision(settings)}")
-
-    _run(body)
+    settings = command_settings()
+    migrations.upgrade(settings, revision)
+    typer.echo(f"{settings.database.describe()} at {migrations.current_revision(settings)}")
 
 
 @db_app.command("downgrade")
@@ -166,12 +187,9 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1, 0002, ba
     """Migrate the database down to REVISION."""
     from db import migrations
 
-    def body() -> None:
-        settings = _settings()
-        migrations.downgrade(settings, revision)
-        typer.echo(f"{settings.database.describe()} at {migrations.current_revision(settings)}")
-
-    _run(body)
+    settings = command_settings()
+    migrations.downgrade(settings, revision)
+    typer.echo(f"{settings.database.describe()} at {migrations.current_revision(settings)}")
 
 
 @db_app.command("current")
@@ -179,20 +197,17 @@ def db_current(as_json: JsonFlag = False) -> None:
     """Show the database's schema revision and the newest one available."""
     from db import migrations
 
-    def body() -> None:
-        settings = _settings()
-        data = {
-            "database": settings.database.describe(),
-            "current": migrations.current_revision(settings),
-            "head": migrations.head_revision(settings),
-        }
-        if as_json:
-            _print_json(data)
-        else:
-            for key, value in data.items():
-                typer.echo(f"{key}: {value}")
-
-    _run(body)
+    settings = command_settings()
+    data = {
+        "database": settings.database.describe(),
+        "current": migrations.current_revision(settings),
+        "head": migrations.head_revision(settings),
+    }
+    if as_json:
+        _print_json(data)
+    else:
+        for key, value in data.items():
+            typer.echo(f"{key}: {value}")
 
 
 @db_app.command("explain")
@@ -204,50 +219,21 @@ def db_explain(
     from db.database import Database
     from db.explain import explain, render_plan
 
-    def body() -> None:
-        db = Database(_settings())
-        try:
-            steps = explain(db, sql)
-        finally:
-            db.dispose()
-        if as_json:
-            _print_json([asdict(step) for step in steps])
-        else:
-            typer.echo(render_plan(steps))
-
-    _run(body)
-
-
-@config_app.command("show")
-def config_show(as_json: JsonFlag = False) -> None:
-    """Print the effective settings; secrets are shown as '***'."""
-
-    def body() -> None:
-        settings = _settings()
-        data: dict[str, Any] = {"database": settings.database.describe()}
-        for name, value in settings.model_dump().items():
-            if name in {"database_url", "turso_database_url", "turso_staging_database_url"}:
-                continue  # may embed credentials; "database" above is the safe view
-            if "token" in name or "password" in name or "secret" in name:
-                value = None if value is None else "***"
-            data[name] = value
-        if as_json:
-            _print_json(data)
-        else:
-            for key, value in data.items():
-                typer.echo(f"{key}: {value}")
-
-    _run(body)
-
-
-app.add_typer(register_backup(_settings, _run), name="backup")
+    db = Database(command_settings())
+    try:
+        steps = explain(db, sql)
+    finally:
+        db.dispose()
+    if as_json:
+        _print_json([asdict(step) for step in steps])
+    else:
+        typer.echo(render_plan(steps))
 
 
 def main() -> None:
     """Console-script entry point."""
-    app(prog_name="autoforge")
+    sys.exit(run_app(app))
 
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

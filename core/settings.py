@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     db_write_backoff_max_s: float = Field(0.02, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: readable lines; json: one JSON object per line."
+    )
 
     # --- the job pipeline -------------------------------------------------------------
     # May carry a password: kept out of repr; see ``redis_display()``.
@@ -192,8 +195,9 @@ class Settings(BaseSettings):
             for key in ("db_synchronous", "log_level"):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].upper()
-            if isinstance(data.get("app_env"), str):
-                data["app_env"] = data["app_env"].lower()
+            for key in ("app_env", "log_format"):
+                if isinstance(data.get(key), str):
+                    data[key] = data[key].lower()
         return data
 
     @model_validator(mode="after")
@@ -245,6 +249,11 @@ class Settings(BaseSettings):
         ):
             raise ValueError(f"APP_ENV={self.app_env} requires REDIS_URL")
         return self
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
 
     @field_validator("prune_cron", "backup_cron", "replica_sync_cron", "restore_drill_cron")
     @classmethod
@@ -346,10 +355,37 @@ class Settings(BaseSettings):
             if password:
                 # As written in the URL, and as sent to the server (percent-decoded).
                 values.extend({password, unquote(password)})
+        # Plain URL settings may still carry user:password@ (e.g. behind a proxy).
+        for url in (self.openai_base_url, self.backup_s3_endpoint_url, self.api_url):
+            password = _url_password(url)
+            if password:
+                values.extend({password, unquote(password)})
         token = self.database.auth_token
         if token is not None and token.get_secret_value():
             values.append(token.get_secret_value())
         return sorted(set(values), key=len, reverse=True)
+
+
+def http_url(value: str) -> str:
+    """``value`` if it is an ``http://`` or ``https://`` URL with a host; ``ValueError`` if not.
+
+    The message does not quote the value: it may carry a password.
+    """
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+def _url_password(url: str | None) -> str | None:
+    try:
+        return urlsplit(url).password if url else None
+    except ValueError:  # not a URL at all: nothing to hide in it
+        return None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -27,6 +27,7 @@ from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from sqlalchemy.orm import Session
 
 from core.errors import PermanentError, TransientError
+from core.logging import job_log_context
 from db.clock import database_now
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
@@ -79,33 +80,36 @@ class LedgerTask(Task):  # type: ignore[misc]
             raise self.retry(countdown=policy.delay(self.request.retries + 1), exc=exc) from exc
         if job is None:
             return self._not_claimed(job_id)
-        if job.attempts > job.max_attempts:
-            fail(job, AttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
-            return {"failed": True}
+        with job_log_context(job.id, job.kind, job.attempts):
+            if job.attempts > job.max_attempts:
+                fail(job, AttemptsExhausted(f"gave up after {job.max_attempts} attempts"))
+                return {"failed": True}
 
-        context = JobContext(job=job, settings=settings, db=runtime.db, redis=runtime.redis)
-        try:
-            outcome = logic(context)
-            self._succeed(job, outcome)
-        except JobSuperseded:
-            log.info("job %s was cancelled or finished elsewhere; its effects are dropped", job_id)
-            return {"superseded": True}
-        except TransientError as exc:
-            return self._retry_or_fail(job, exc, policy, fail)
-        except SoftTimeLimitExceeded:
-            limit = settings.time_limit_s(str(job.kind))
-            fail(job, JobTimedOut(f"ran past its time limit ({limit} s)"))
-            raise
-        except PermanentError as exc:
-            fail(job, exc)
-            raise
-        except (Retry, Reject):
-            raise
-        except Exception as exc:
-            # A bug, not a condition we know: record it and never retry it.
-            fail(job, exc)
-            raise
-        return {"succeeded": True, "attempt": job.attempts}
+            context = JobContext(job=job, settings=settings, db=runtime.db, redis=runtime.redis)
+            try:
+                outcome = logic(context)
+                self._succeed(job, outcome)
+            except JobSuperseded:
+                log.info(
+                    "job %s was cancelled or finished elsewhere; its effects are dropped", job_id
+                )
+                return {"superseded": True}
+            except TransientError as exc:
+                return self._retry_or_fail(job, exc, policy, fail)
+            except SoftTimeLimitExceeded:
+                limit = settings.time_limit_s(str(job.kind))
+                fail(job, JobTimedOut(f"ran past its time limit ({limit} s)"))
+                raise
+            except PermanentError as exc:
+                fail(job, exc)
+                raise
+            except (Retry, Reject):
+                raise
+            except Exception as exc:
+                # A bug, not a condition we know: record it and never retry it.
+                fail(job, exc)
+                raise
+            return {"succeeded": True, "attempt": job.attempts}
 
     def _not_claimed(self, job_id: str) -> dict[str, Any]:
         """A delivery that may not run the job now: drop it, or come back after the lease.

@@ -24,7 +24,7 @@ def _location(prompt_id: str) -> str:
     return f"{router.prefix}/{prompt_id}"
 
 
-@router.post("", status_code=201, responses={422: {"model": ErrorBody}})
+@router.post("", status_code=201)
 def create_prompt(body: PromptCreate, response: Response, resources: Resources) -> PromptOut:
     """Create a prompt (version 1)."""
     prompt = Prompt(

@@ -14,6 +14,7 @@ access, no such model: :attr:`ProviderRejected.affects_every_case`) ends the run
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -212,7 +213,11 @@ def run_evaluation(
     )
     completed = False
     try:
-        futures = [executor.submit(run_case_or_stop, case) for case in spec.test_cases]
+        # Each case in a copy of the job's context: its log lines carry the job's fields.
+        futures = [
+            executor.submit(contextvars.copy_context().run, run_case_or_stop, case)
+            for case in spec.test_cases
+        ]
         for future in as_completed(futures):
             try:
                 result = future.result()

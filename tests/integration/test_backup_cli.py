@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -244,6 +245,24 @@ def _run_on_terminal(cli: Cli, *args: str) -> tuple[int, str, str]:
     return code, stdout, b"".join(chunks).decode(errors="replace")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _screen(terminal: str) -> str:
+    """What the terminal showed, one drawn line per line, without the escape sequences
+    (a redraw erases the line first: it starts a new one here)."""
+    return _ANSI.sub("", terminal.replace("\x1b[2K", "\n"))
+
+
+def _finished_bars(terminal: str) -> list[str]:
+    """The stages whose bar reached 100%, in the order they first did."""
+    stages: list[str] = []
+    for stage in re.findall(r"^\s*(\w+)\s+━+\s+100%", _screen(terminal), re.MULTILINE):
+        if stage not in stages:
+            stages.append(stage)
+    return stages
+
+
 class TestProgress:
     def test_bars_per_stage_only_on_a_terminal(self, cli: Cli) -> None:
         piped = cli.start("create")
@@ -251,15 +270,19 @@ class TestProgress:
 
         assert code == 0, terminal
         assert stdout.startswith("created ")
-        for stage in ("snapshot", "verify", "encode", "upload"):
-            assert f"{stage:<8}  [" in terminal, terminal
-        assert "100%" in terminal
+        assert _finished_bars(terminal) == ["snapshot", "verify", "encode", "upload"], terminal
+        # Log lines are printed above the bars, not through them.
+        assert re.search(
+            r"^\d{4}-\d\d-\d\d [\d:,]+ INFO autoforge\.backup: backup \S+ of",
+            _screen(terminal),
+            re.M,
+        ), terminal
         # Not a terminal: log lines only, no bar drawing.
         result = piped.ok()
         assert result.stdout.startswith("created ")
         assert "\r" not in result.stderr
         assert "%" not in result.stderr
-        assert "  [" not in result.stderr
+        assert "━" not in result.stderr
 
     def test_json_output_stays_clean_on_a_terminal(self, cli: Cli) -> None:
         code, stdout, terminal = _run_on_terminal(cli, "create", "--json")
@@ -267,7 +290,48 @@ class TestProgress:
         assert code == 0, terminal
         assert json.loads(stdout)["backup_id"]
         assert "%" not in terminal
-        assert "  [" not in terminal
+        assert "━" not in terminal
+
+    def test_verify_and_restore_draw_download_and_check_bars(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        backup_id = cli.create()["backup_id"]
+        target = tmp_path / "copies" / "bars.db"
+
+        verified = _run_on_terminal(cli, "verify", backup_id)
+        restored = _run_on_terminal(cli, "restore", backup_id, "--to", str(target))
+        piped = cli.ok("verify", backup_id)
+
+        for code, _, terminal in (verified, restored):
+            assert code == 0, terminal
+            assert _finished_bars(terminal) == ["download", "check"], terminal
+        assert verified[1].startswith(f"verified {backup_id}")
+        assert f"into {target.resolve()}" in restored[1]
+        assert _notes(target) == _notes(cli.db_path)
+        assert "━" not in piped.stderr
+        assert "%" not in piped.stderr
+
+
+class TestSizes:
+    def test_sizes_are_for_people_and_bytes_in_json(self, cli: Cli, tmp_path: Path) -> None:
+        execute(
+            cli.db_path,
+            "CREATE TABLE blobs (data BLOB)",
+            "INSERT INTO blobs VALUES (randomblob(300000))",
+        )
+        created = cli.create()
+        stored = created["stored_size_bytes"]
+        assert stored > 300_000  # random bytes do not compress
+        expected = f"{stored / 1000:.1f} kB"
+
+        listed = cli.ok("list").stdout
+        target = tmp_path / "copies" / "sized.db"
+        restored = cli.ok("restore", created["backup_id"], "--to", str(target)).stdout
+
+        assert f"  {expected}  rev " in listed, listed
+        assert str(stored) not in listed
+        raw = cli.ok("list", "--json").json()[0]["raw_size_bytes"]
+        assert f"restored {raw / 1000:.1f} kB into " in restored, restored
 
 
 class TestRestore:
@@ -387,11 +451,37 @@ class TestPrune:
         pruned = cli.ok("prune", "--json", BACKUP_KEEP_DAILY="1").json()
 
         newest_first = [m["backup_id"] for m in made]
-        assert pruned == {"kept": newest_first[:1], "deleted": newest_first[1:]}
+        assert pruned == {"dry_run": False, "kept": newest_first[:1], "deleted": newest_first[1:]}
         left = sorted(p.name for p in cli.backup_dir.iterdir())
         assert left == sorted([f"{newest_first[0]}.manifest.json", Path(made[0]["location"]).name])
         again = cli.ok("prune", BACKUP_KEEP_DAILY="1")
         assert again.stdout.strip() == "kept 1, deleted 0"
+
+    def test_dry_run_lists_what_prune_deletes_and_deletes_nothing(self, cli: Cli) -> None:
+        made = sorted(
+            (running.ok().json() for running in [cli.start("create", "--json") for _ in range(3)]),
+            key=lambda m: (m["created_at"], m["backup_id"]),
+            reverse=True,
+        )
+        newest_first = [m["backup_id"] for m in made]
+        assert len({m["created_at"][:10] for m in made}) == 1, "the backups straddle midnight"
+        files = sorted(p.name for p in cli.backup_dir.iterdir())
+
+        planned = cli.ok("prune", "--dry-run", "--json", BACKUP_KEEP_DAILY="1").json()
+        human = cli.ok("prune", "--dry-run", BACKUP_KEEP_DAILY="1").stdout
+
+        assert planned == {"dry_run": True, "kept": newest_first[:1], "deleted": newest_first[1:]}
+        assert sorted(p.name for p in cli.backup_dir.iterdir()) == files
+        lines = human.splitlines()
+        assert lines[0] == "kept 1, would delete 2 (dry run: nothing was deleted)"
+        assert [line.split()[:3] for line in lines[1:]] == [
+            ["would", "delete", backup_id] for backup_id in newest_first[1:]
+        ]
+        assert all(line.endswith(" kB") or line.endswith(" bytes") for line in lines[1:])
+        assert [m["id"] for m in cli.ok("list", "--json").json()] == newest_first
+        # The real prune then deletes exactly what the dry run listed.
+        pruned = cli.ok("prune", "--json", BACKUP_KEEP_DAILY="1").json()
+        assert pruned["deleted"] == planned["deleted"]
 
     def test_the_newest_verified_backup_survives_a_policy_of_zero(self, cli: Cli) -> None:
         created = cli.create()
@@ -404,7 +494,7 @@ class TestPrune:
             BACKUP_KEEP_MONTHLY="0",
         ).json()
 
-        assert pruned == {"kept": [created["backup_id"]], "deleted": []}
+        assert pruned == {"dry_run": False, "kept": [created["backup_id"]], "deleted": []}
 
 
 class TestEncryption:

@@ -2,31 +2,36 @@
 
 The API runs as ``uvicorn --factory api.main:build`` on a free port, configured only
 through its environment, on a migrated libSQL file and the session's real Redis. The CLI
-runs as a separate process too, exactly as a user runs it.
+runs as a separate process too, exactly as a user runs it. Waiting for jobs to end
+(``jobs wait``, ``enqueue --wait``) also needs a real Celery worker on the same database
+and Redis (:class:`tests.support.processes.Pipeline`).
+
+Odd input (deep or non-finite JSON, files that are not UTF-8, headers HTTP cannot carry,
+empty ids) must end in one ``error:`` line on stderr naming the argument, exit 2.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from core.settings import Settings
+from domain.jobs import JobStatus
+from tests.support.api_server import ApiServer, free_port, run_api_server
+from tests.support.processes import Pipeline, open_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 KEY = "afk_cli-test-key-6e2f"
-START_TIMEOUT_S = 30.0
 REPO = Path(__file__).resolve().parents[2]
 
 # Variables of the developer's shell that would change what the processes do.
@@ -51,66 +56,17 @@ def _environment(**values: str) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass(frozen=True)
-class ApiServer:
-    url: str
-    process: subprocess.Popen[bytes]
-
-
 @pytest.fixture
 def api_server(
     migrated: Settings, db_path: Path, redis_url: str, tmp_path: Path
 ) -> Iterator[ApiServer]:
     """A uvicorn process serving the API; stopped (SIGTERM, lifespan shutdown) afterwards."""
-    port = _free_port()
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.main:build", "--port", str(port)],
-        cwd=tmp_path,
-        env=_environment(
-            DATABASE_URL=str(db_path),
-            REDIS_URL=redis_url,
-            AUTOFORGE_API_KEYS=KEY,
-            LOG_LEVEL="DEBUG",
-        ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    env = _environment(
+        DATABASE_URL=str(db_path), REDIS_URL=redis_url, AUTOFORGE_API_KEYS=KEY, LOG_LEVEL="DEBUG"
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the API exited ({process.returncode}):\n{_read(tmp_path)}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the API did not answer /healthz:\n{_read(tmp_path)}")
-            time.sleep(0.1)
-        yield ApiServer(url, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-    assert KEY not in _read(tmp_path), "the API logged its key"
-
-
-def _read(tmp_path: Path) -> str:
-    return (tmp_path / "api.log").read_text(errors="replace")
+    with run_api_server(tmp_path, env, tmp_path / "api.log") as server:
+        yield server
+    assert KEY not in server.log_text(), "the API logged its key"
 
 
 @dataclass(frozen=True)
@@ -123,11 +79,13 @@ class Result:
         return json.loads(self.out)
 
 
-def _autoforge(cwd: Path, url: str, *args: str, key: str = KEY) -> Result:
+def _autoforge(
+    cwd: Path, url: str, *args: str, key: str = KEY, env: Mapping[str, str] | None = None
+) -> Result:
     completed = subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
         cwd=cwd,
-        env=_environment(API_URL=url, AUTOFORGE_API_KEY=key),
+        env=_environment(**{"API_URL": url, "AUTOFORGE_API_KEY": key, **(env or {})}),
         capture_output=True,
         text=True,
         timeout=60,
@@ -267,7 +225,7 @@ def test_bad_body_exits_2_naming_the_option(tmp_path: Path, body: str) -> None:
 
 
 def test_api_down_is_one_clear_line(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
 
     for args in (("enqueue", "canary"), ("jobs", "list"), ("jobs", "show", "x")):
         result = _autoforge(tmp_path, url, *args)
@@ -286,3 +244,198 @@ def test_missing_key_is_a_configuration_error(tmp_path: Path) -> None:
 
     assert result.code == 2
     assert "AUTOFORGE_API_KEY" in result.err
+
+
+def test_version() -> None:
+    result = _autoforge(REPO, "http://127.0.0.1:9", "--version")
+
+    assert result.code == 0, result.err
+    assert result.out == f"autoforge {version('autoforge-jobs')}\n"
+
+
+def test_global_flags_override_the_settings_and_the_key_is_never_printed(
+    api_server: ApiServer, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    flags = ("--api-url", api_server.url, "--key", KEY)
+    # The environment names a dead API and a wrong key: the flags win.
+    env = {"API_URL": dead, "AUTOFORGE_API_KEY": "afk_not-this-one"}
+
+    enqueued = _autoforge(tmp_path, dead, *flags, "enqueue", "canary", "--json", env=env)
+    wrong_key = _autoforge(tmp_path, dead, "--api-url", api_server.url, "--key", "afk_wrong",
+                           "jobs", "list")  # fmt: skip
+    env_only = _autoforge(tmp_path, dead, "jobs", "list", env=env)
+
+    assert enqueued.code == 0, enqueued.err
+    assert enqueued.json()["kind"] == "canary"
+    assert wrong_key.code == 1
+    assert "HTTP 403" in wrong_key.err
+    assert "afk_wrong" not in wrong_key.out + wrong_key.err
+    assert env_only.code == 1
+    assert f"cannot reach the API at {dead}" in env_only.err
+    # _autoforge also checks that KEY is in no output.
+
+
+# --- waiting for a job's end, with a real worker -----------------------------------------
+
+
+@dataclass(frozen=True)
+class System:
+    """A worker and the API on one database and Redis."""
+
+    pipeline: Pipeline
+    api: ApiServer
+    cwd: Path
+
+    def autoforge(self, *args: str) -> Result:
+        return _autoforge(self.cwd, self.api.url, *args)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=self.cwd,
+            env=_environment(API_URL=self.api.url, AUTOFORGE_API_KEY=KEY),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture
+def system(tmp_path: Path, redis_url: str) -> Iterator[System]:
+    # Two attempts per canary: a canary told to fail three times ends failed.
+    with open_pipeline(tmp_path / "system", redis_url, job_max_attempts={"canary": 2}) as pipeline:
+        pipeline.start_worker()
+        env = {**pipeline.environment(), "AUTOFORGE_API_KEYS": KEY}
+        with run_api_server(pipeline.workdir, env, pipeline.workdir / "logs" / "api.log") as api:
+            yield System(pipeline, api, tmp_path)
+
+
+def _final_exit(process: subprocess.Popen[str]) -> Result:
+    try:
+        out, err = process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the CLI did not end:\n{out}\n{err}")
+    assert KEY not in out + err
+    return Result(process.returncode, out, err)
+
+
+def test_enqueue_wait_exits_with_the_jobs_end_state(system: System) -> None:
+    succeeded = system.autoforge(
+        "enqueue", "canary", "--body", '{"fail_times": 1}', "--wait", "--json"
+    )
+    failed = system.autoforge("enqueue", "canary", "--body", '{"fail_times": 3}', "--wait")
+
+    assert succeeded.code == 0, succeeded.err
+    job = succeeded.json()
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 2
+    assert job["result"] == {"slept_ms": 0, "attempts": 2}
+    assert failed.code == 3, failed.err
+    lines = failed.out.splitlines()
+    assert lines[0].startswith("job ")
+    assert lines[0].endswith(" accepted (canary, queued)")
+    assert "status:          failed" in lines
+    assert "error:           CanaryFailure: canary failing on purpose (attempt 2)" in lines
+    assert failed.err == ""
+
+
+def test_jobs_wait_follows_a_running_job_to_its_end(system: System) -> None:
+    slow = system.autoforge("enqueue", "canary", "--body", '{"sleep_ms": 60000}', "--json")
+    job_id = slow.json()["id"]
+    done = system.autoforge("enqueue", "canary", "--json").json()["id"]
+
+    timed_out = system.autoforge("jobs", "wait", job_id, "--timeout", "1", "--json")
+    waiting = system.start("jobs", "wait", job_id)
+    system.pipeline.wait_for_job(job_id, JobStatus.RUNNING, timeout=30)
+    cancelled = system.autoforge("jobs", "cancel", job_id)
+    ended = _final_exit(waiting)
+    finished = system.autoforge("jobs", "wait", done)
+
+    assert timed_out.code == 5, timed_out.err
+    assert timed_out.json()["status"] in ("queued", "running")
+    assert timed_out.err.startswith(f"error: job {job_id} is still ")
+    assert timed_out.err.endswith(" after 1 s\n")
+    assert cancelled.code == 0, cancelled.err
+    assert ended.code == 4, ended.err
+    assert "status:          cancelled" in ended.out.splitlines()
+    assert finished.code == 0, finished.err
+    assert "status:          succeeded" in finished.out.splitlines()
+
+
+def test_waiting_for_a_job_that_does_not_exist_fails(system: System) -> None:
+    result = system.autoforge("jobs", "wait", "no-such-job", "--timeout", "5")
+
+    assert result.code == 1
+    assert result.err.strip() == "error: HTTP 404: Job no-such-job does not exist."
+
+
+# --- odd input: one line naming the argument, exit 2 ---------------------------------------
+
+
+DEEP = b"[" * 200 + b"]" * 200
+LATIN1 = '{"caf\u00e9": 1}'.encode("latin-1")
+
+
+def _write(path: Path, content: bytes) -> str:
+    path.write_bytes(content)
+    return f"@{path}"
+
+
+@pytest.mark.parametrize(
+    ("make_args", "argument"),
+    [
+        (lambda d: ("enqueue", "canary", "--body", "[" * 5000 + "]" * 5000), "--body"),
+        (lambda d: ("enqueue", "canary", "--body", _write(d / "deep.json", DEEP)), "--body"),
+        (lambda d: ("enqueue", "canary", "--body", '{"sleep_ms": NaN}'), "--body"),
+        (lambda d: ("enqueue", "canary", "--body", '{"sleep_ms": 1e999}'), "--body"),
+        (lambda d: ("enqueue", "canary", "--body", '{"sleep_ms": ' + "7" * 5000 + "}"), "--body"),
+        (lambda d: ("enqueue", "canary", "--body", _write(d / "latin1.json", LATIN1)), "--body"),
+        (lambda d: ("enqueue", "canary", "--body", os.fsdecode(b'{"a": "\xff"}')), "--body"),
+        (lambda d: ("enqueue", "canary", "--idempotency-key", "clé-1"), "--idempotency-key"),
+        (lambda d: ("enqueue", "canary", "--idempotency-key", "line\nbreak"), "--idempotency-key"),
+        (lambda d: ("enqueue", "canary", "--idempotency-key", ""), "--idempotency-key"),
+        (lambda d: ("enqueue", "canary", "--idempotency-key", "k" * 256), "--idempotency-key"),
+        (lambda d: ("enqueue", "canary", "--timeout", "5"), "--timeout"),
+        (lambda d: ("enqueue", ""), "KIND"),
+        (lambda d: ("jobs", "show", ""), "ID"),
+        (lambda d: ("jobs", "wait", " "), "ID"),
+        (lambda d: ("jobs", "cancel", os.fsdecode(b"\xff\xfe")), "ID"),
+        (lambda d: ("jobs", "wait", "x", "--timeout", "-1"), "--timeout"),
+        (lambda d: ("jobs", "list", "--limit", "many"), "--limit"),
+        (lambda d: ("--api-url", "http://[::1", "jobs", "list"), "--api-url"),
+        (lambda d: ("--api-url", "ftp://example.org", "jobs", "list"), "--api-url"),
+        (lambda d: ("--key", "", "jobs", "list"), "--key"),
+        (lambda d: ("--key", "kéy-SECRET", "jobs", "list"), "--key"),
+    ],
+    ids=[
+        "deep-inline", "deep-file", "nan", "huge-float", "5000-digits", "latin1-file",
+        "not-utf8-arg", "non-ascii-key", "newline-key", "empty-key", "long-key",
+        "timeout-without-wait", "empty-kind", "empty-id", "blank-id", "not-utf8-id",
+        "negative-timeout", "bad-limit", "bad-url", "ftp-url", "empty-api-key", "non-ascii-api-key",
+    ],
+)  # fmt: skip
+def test_odd_input_is_one_line_naming_the_argument(
+    tmp_path: Path, make_args: Callable[[Path], tuple[str, ...]], argument: str
+) -> None:
+    # No API listens there: input is checked before anything is sent.
+    result = _autoforge(tmp_path, f"http://127.0.0.1:{free_port()}", *make_args(tmp_path))
+
+    assert result.code == 2, result.err
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith(f"error: Invalid value for '{argument}': "), lines[0]
+    assert "SECRET" not in result.err
+
+
+def test_a_key_the_environment_gives_that_http_cannot_carry(tmp_path: Path) -> None:
+    result = _autoforge(tmp_path, "http://127.0.0.1:9", "jobs", "list", key="clé-SECRET")
+
+    assert result.code == 2
+    assert result.err.splitlines() == [
+        "error: AUTOFORGE_API_KEY: not a usable API key (only printable ASCII characters)"
+    ]

@@ -1,0 +1,117 @@
+"""The OpenAPI document: FastAPI's, telling the truth about 422s and showing an example body.
+
+FastAPI documents every ``422`` with its own ``HTTPValidationError``; this API answers
+with its one error shape instead (:func:`api.errors.error_response`), so each ``422`` is
+documented as :class:`api.schemas.ValidationErrorBody`. Every request body carries an
+example, kept here next to the others: a new body without one fails
+``tests/unit/test_openapi.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from api.schemas import PromptCreate, PromptVersionCreate, ValidationErrorBody
+from tasks.backup.job import BackupArguments
+from tasks.canary.logic import CanaryArguments
+from tasks.evaluation.spec import EvaluationSpec
+
+REF_PREFIX = "#/components/schemas/"
+# FastAPI's own validation error models, replaced by ours.
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+VALIDATION_ERROR_EXAMPLE: dict[str, Any] = {
+    "error": {"code": "validation_error", "message": "body.title: Field required"},
+    "detail": [{"type": "missing", "loc": ["body", "title"], "msg": "Field required", "input": {}}],
+}
+
+#: An example of each request body, by model.
+REQUEST_EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
+    CanaryArguments: {"sleep_ms": 500, "fail_times": 1},
+    BackupArguments: {"mode": "backup", "prune": False},
+    EvaluationSpec: {
+        "prompt_id": "0b9f6a52-8d1e-4c4b-9a57-3f2e1c0d9b7a",
+        "provider": "echo",
+        "model": "echo-1",
+        "threshold": 0.5,
+        "test_cases": [
+            {
+                "name": "ann",
+                "variables": {"name": "Ann", "lang": "English"},
+                "expected": "Say hello to Ann in English.",
+                "scorers": ["exact"],
+            },
+            {
+                "name": "bob",
+                "variables": {"name": "Bob", "lang": "French"},
+                "expected": "Bonjour",
+                "scorers": ["contains", {"type": "regex", "pattern": "Bob"}],
+            },
+        ],
+    },
+    PromptCreate: {
+        "title": "greeting",
+        "content": "Say hello to {{ name }} in {{ lang }}.",
+        "user_id": "demo",
+        "system_message": "You are a polite assistant.",
+        "status": "draft",
+    },
+    PromptVersionCreate: {
+        "content": "Say a warm hello to {{ name }} in {{ lang }}.",
+        "title": "greeting, warmer",
+    },
+}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make ``app`` serve the corrected document at its ``openapi_url`` (built once)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = corrected(document)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def corrected(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with the API's 422 shape and request examples (changed in place)."""
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    body_schema = ValidationErrorBody.model_json_schema(ref_template=REF_PREFIX + "{model}")
+    schemas.update(body_schema.pop("$defs", {}))
+    schemas[ValidationErrorBody.__name__] = body_schema
+    examples = {model.__name__: example for model, example in REQUEST_EXAMPLES.items()}
+
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            # FastAPI adds a 422 to every operation with parameters or a body: exactly those
+            # that can be refused as invalid.
+            if "422" in responses:
+                responses["422"] = {
+                    "description": "The request is not valid; `detail[].loc` names the field.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": REF_PREFIX + ValidationErrorBody.__name__},
+                            "example": VALIDATION_ERROR_EXAMPLE,
+                        }
+                    },
+                }
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is not None:
+                name = body.get("schema", {}).get("$ref", "").removeprefix(REF_PREFIX)
+                if name in examples:
+                    body["example"] = examples[name]
+    return document
