@@ -12,6 +12,7 @@ from tasks.backup import tasks as backup_tasks
 from tasks.canary import tasks as canary_tasks
 from tasks.evaluation import tasks as evaluation_tasks
 from tasks.maintenance import tasks as maintenance_tasks
+from workers import broker_transport
 from workers.beat import beat_schedule
 from workers.publisher import JobPublisher
 from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE, task_routes
@@ -30,6 +31,8 @@ def broker_url(settings: Settings) -> str:
 def create_celery(settings: Settings) -> Celery:
     """A Celery app for ``settings``. Connects to nothing until it is used."""
     url = broker_url(settings)
+    # A worker must outlive the loss of Redis (see workers/broker_transport.py).
+    broker_transport.use_for_redis_urls()
     app = Celery("autoforge", broker=url, backend=url, set_as_current=False)
     transport = {
         # Longer than any job may run or wait, else Redis would hand a running job to a
@@ -55,6 +58,14 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
+        # Reconnect for as long as Redis is away (Celery's default gives up after 100
+        # attempts, and the worker exits); the ledger keeps every job meanwhile.
+        broker_connection_max_retries=None,
+        # ... and, once it is back, within a few seconds (workers/consumer.py).
+        worker_consumer="workers.consumer:PromptConsumer",
+        # A job running when Redis goes away finishes and writes its result to the
+        # ledger; Celery 6 would cancel it instead (its message cannot be acknowledged).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_timeout=5,
         result_expires=24 * 3600,
         task_routes=task_routes(),
@@ -66,9 +77,11 @@ def create_celery(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         beat_schedule=beat_schedule(settings),
-        beat_scheduler="redbeat.RedBeatScheduler",
+        # RedBeat that rides out Redis outages (workers/beat_scheduler.py); it retries by
+        # itself, so no ``retry_period`` (that would stall a tick for up to a minute).
+        beat_scheduler="workers.beat_scheduler:OutageTolerantScheduler",
         redbeat_redis_url=url,
-        redbeat_redis_options={"socket_connect_timeout": 5, "retry_period": 60},
+        redbeat_redis_options={"socket_connect_timeout": 5, "socket_timeout": 10},
         redbeat_key_prefix="autoforge:redbeat:",
         redbeat_lock_timeout=max(15, int(settings.sweeper_interval_s * 3)),
         beat_max_loop_interval=5,
