@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, signals
@@ -15,8 +16,10 @@ from tasks.maintenance import tasks as maintenance_tasks
 from workers import broker_transport
 from workers.beat import beat_schedule
 from workers.publisher import JobPublisher
-from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE, task_routes
+from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE, task_queues, task_routes
 from workers.runtime import Runtime
+
+log = logging.getLogger("autoforge.worker")
 
 TASK_MODULES = (backup_tasks, canary_tasks, evaluation_tasks, maintenance_tasks)
 
@@ -69,6 +72,8 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_timeout=5,
         result_expires=24 * 3600,
         task_routes=task_routes(),
+        # A worker started without -Q consumes every queue.
+        task_queues=task_queues(),
         task_default_queue=MAINTENANCE_QUEUE,
         task_create_missing_queues=True,
         task_track_started=True,
@@ -110,6 +115,20 @@ def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
     @signals.worker_shutdown.connect(weak=False)
     def _close_main(**kwargs: Any) -> None:
         runtime.db.dispose()
+
+    @signals.worker_ready.connect(weak=False)
+    def _check_queues(sender: Any, **kwargs: Any) -> None:
+        consumed = sender.app.amqp.queues.consume_from
+        if MAINTENANCE_QUEUE not in consumed:
+            log.warning(
+                "this worker does not consume the %r queue (%s): it holds the outbox "
+                "sweeper, which publishes jobs accepted while Redis was unreachable, and "
+                "the backups. Unless another worker consumes it, start one with "
+                "-Q %s, or without -Q (every queue)",
+                MAINTENANCE_QUEUE,
+                ", ".join(sorted(consumed)),
+                MAINTENANCE_QUEUE,
+            )
 
 
 __all__ = ["ALL_QUEUES", "broker_url", "create_celery"]

@@ -326,16 +326,17 @@ class Pipeline:
         return process
 
     def start_worker(
-        self, queues: Sequence[str] = ("canary", "maintenance"), *, concurrency: int = 2
+        self, queues: Sequence[str] | None = ("canary", "maintenance"), *, concurrency: int = 2
     ) -> CeleryProcess:
-        """A prefork worker on ``queues``, returned once it says it is ready and its pool
-        processes exist."""
+        """A prefork worker on ``queues`` (None: no ``-Q``, the worker's default), returned
+        once it says it is ready and its pool processes exist."""
         node = f"e2e-{uuid.uuid4().hex[:8]}"
+        selection = [] if queues is None else ["-Q", ",".join(queues)]
         worker = self._start(
             "worker",
             [
                 "worker",
-                "-Q", ",".join(queues),
+                *selection,
                 "-c", str(concurrency),
                 "--pool", "prefork",
                 "--loglevel", "INFO",
