@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
+from workers.redis_server import EmbeddedRedis
 from workers.supervisor import (
     ChildSpec,
     Console,
@@ -563,6 +564,38 @@ time.sleep(120)
         GONE_DEADLINE_S,
         lambda: str(_read_stat(grandchild)),
     )
+
+
+@pytest.mark.integration
+def test_a_redis_that_keeps_failing_to_restart_ends_the_run(tmp_path: Path) -> None:
+    port = free_ports().redis
+    redis = EmbeddedRedis(tmp_path / "redis", port=port, persistent=True)
+    redis.start()
+    try:
+        pid = redis.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not redis.running, "Redis is gone", GONE_DEADLINE_S, str)
+        # Someone else takes its port: every restart fails.
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            code, out, err = _supervise(
+                [ChildSpec("sleeper", _python("import time; time.sleep(60)"))],
+                redis=redis,
+                max_restarts=2,
+                restart_window_s=60,
+            )
+    finally:
+        redis.stop()
+    assert code == 1
+    assert f"Redis (valkey-server on port {port}) exited unexpectedly: killed by SIGKILL" in err
+    assert "restarting Redis in" in err
+    assert err.count("Redis did not start again") == 2
+    assert "Address already in use" in err
+    assert "Redis crashed 3 times within 60 s: giving up" in err
+    assert "restarted Redis" not in out
+    assert "sleeper (stopped by SIGTERM)" in out
 
 
 _TALKER = "import time; print('token=s3cr3t-value', flush=True); time.sleep(60)"
