@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -13,6 +14,7 @@ from tasks.backup import tasks as backup_tasks
 from tasks.canary import tasks as canary_tasks
 from tasks.evaluation import tasks as evaluation_tasks
 from tasks.maintenance import tasks as maintenance_tasks
+from workers import broker_transport
 from workers.beat import beat_schedule
 from workers.leases import LeaseRenewal
 from workers.publisher import JobPublisher
@@ -21,9 +23,12 @@ from workers.queues import (
     MAINTENANCE_QUEUE,
     PRIORITY_SEPARATOR,
     PRIORITY_STEPS,
+    task_queues,
     task_routes,
 )
 from workers.runtime import Runtime
+
+log = logging.getLogger("autoforge.worker")
 
 TASK_MODULES = (backup_tasks, canary_tasks, evaluation_tasks, maintenance_tasks)
 
@@ -65,6 +70,8 @@ def create_celery(settings: Settings) -> Celery:
     """A Celery app for ``settings``. Connects to nothing until it is used."""
     url = broker_url(settings)
     redbeat_url, credentials = split_credentials(url)
+    # A worker must outlive the loss of Redis (see workers/broker_transport.py).
+    broker_transport.use_for_redis_urls()
     app = Celery("autoforge", broker=url, backend=url, set_as_current=False)
     transport = {
         # Longer than any job may run or wait, else Redis would hand a running job to a
@@ -93,9 +100,19 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
+        # Reconnect for as long as Redis is away (Celery's default gives up after 100
+        # attempts, and the worker exits); the ledger keeps every job meanwhile.
+        broker_connection_max_retries=None,
+        # ... and, once it is back, within a few seconds (workers/consumer.py).
+        worker_consumer="workers.consumer:PromptConsumer",
+        # A job running when Redis goes away finishes and writes its result to the
+        # ledger; Celery 6 would cancel it instead (its message cannot be acknowledged).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_timeout=5,
         result_expires=24 * 3600,
         task_routes=task_routes(),
+        # A worker started without -Q consumes every queue.
+        task_queues=task_queues(),
         task_default_queue=MAINTENANCE_QUEUE,
         task_create_missing_queues=True,
         task_track_started=True,
@@ -104,11 +121,13 @@ def create_celery(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         beat_schedule=beat_schedule(settings),
-        beat_scheduler="redbeat.RedBeatScheduler",
+        # RedBeat that rides out Redis outages (workers/beat_scheduler.py); it retries by
+        # itself, so no ``retry_period`` (that would stall a tick for up to a minute).
+        beat_scheduler="workers.beat_scheduler:OutageTolerantScheduler",
         # Credentials as options (masked where workers report settings), not in the URL;
         # redis-py uses them as the URL has none.
         redbeat_redis_url=redbeat_url,
-        redbeat_redis_options={"socket_connect_timeout": 5, "retry_period": 60, **credentials},
+        redbeat_redis_options={"socket_connect_timeout": 5, "socket_timeout": 10, **credentials},
         redbeat_key_prefix="autoforge:redbeat:",
         redbeat_lock_timeout=max(15, int(settings.sweeper_interval_s * 3)),
         beat_max_loop_interval=5,
@@ -149,6 +168,20 @@ def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
     def _close_main(**kwargs: Any) -> None:
         runtime.leases.stop()
         runtime.db.dispose()
+
+    @signals.worker_ready.connect(weak=False)
+    def _check_queues(sender: Any, **kwargs: Any) -> None:
+        consumed = sender.app.amqp.queues.consume_from
+        if MAINTENANCE_QUEUE not in consumed:
+            log.warning(
+                "this worker does not consume the %r queue (%s): it holds the outbox "
+                "sweeper, which publishes jobs accepted while Redis was unreachable, and "
+                "the backups. Unless another worker consumes it, start one with "
+                "-Q %s, or without -Q (every queue)",
+                MAINTENANCE_QUEUE,
+                ", ".join(sorted(consumed)),
+                MAINTENANCE_QUEUE,
+            )
 
 
 __all__ = ["ALL_QUEUES", "broker_url", "create_celery", "split_credentials"]

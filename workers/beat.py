@@ -15,6 +15,12 @@ from core.errors import ConfigurationError
 from core.settings import Settings
 from workers.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 
+#: The outbox sweeper's entry.
+SWEEP_OUTBOX_ENTRY = "sweep-outbox"
+#: Entries that fire at once when beat takes the lock or Redis comes back, rather than
+#: at the end of their period: jobs accepted while Redis was away wait for the sweeper.
+DUE_WHEN_REDIS_RETURNS: tuple[str, ...] = (SWEEP_OUTBOX_ENTRY,)
+
 
 def parse_cron(expression: str, *, variable: str) -> crontab:
     """A five-field cron expression (minute hour day-of-month month day-of-week)."""
@@ -67,7 +73,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 settings.restore_drill_cron,
             ),
         },
-        "sweep-outbox": {
+        SWEEP_OUTBOX_ENTRY: {
             "task": SWEEP_OUTBOX_TASK,
             "schedule": timedelta(seconds=settings.sweeper_interval_s),
             "options": {"expires": settings.sweeper_interval_s},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kombu.entity import Exchange, Queue
+
 from domain.jobs import JobKind
 
 
@@ -31,7 +33,9 @@ PRUNE_LEDGER_TASK = "autoforge.maintenance.prune_ledger"
 ENQUEUE_SCHEDULED_TASK = "autoforge.maintenance.enqueue_scheduled"
 MAINTENANCE_QUEUE = "maintenance"
 
-ALL_QUEUES: tuple[str, ...] = tuple(dict.fromkeys(r.queue for r in ROUTES.values()))
+ALL_QUEUES: tuple[str, ...] = tuple(
+    dict.fromkeys((*(r.queue for r in ROUTES.values()), MAINTENANCE_QUEUE))
+)
 JOB_TASK_NAMES: frozenset[str] = frozenset(route.task_name for route in ROUTES.values())
 
 # Message priorities. kombu's Redis transport keeps one list per priority step and its
@@ -48,6 +52,15 @@ JOB_PRIORITY = 3
 def broker_lists(queue: str) -> tuple[str, ...]:
     """The Redis lists that hold a queue's waiting messages, one per priority step."""
     return tuple(f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue for step in PRIORITY_STEPS)
+
+
+def task_queues() -> list[Queue]:
+    """Every queue, declared as Celery would make it on first use (a direct exchange of
+    the same name): a worker started without ``-Q`` consumes all of them."""
+    return [
+        Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
+        for name in ALL_QUEUES
+    ]
 
 
 def task_routes() -> dict[str, dict[str, str]]:

@@ -87,6 +87,8 @@ class EmbeddedRedis:
         self._requested_port = port
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
+        # Where the current (or last) run's lines begin in the log.
+        self._log_offset = 0
 
     def __repr__(self) -> str:
         return (
@@ -136,6 +138,32 @@ class EmbeddedRedis:
     def log_path(self) -> Path:
         """Where the server writes its log (appended to across restarts)."""
         return self.data_dir / LOG_FILE_NAME
+
+    def reap(self) -> int | None:
+        """If the server has exited on its own, forget it and return its exit status (a
+        ``Popen.returncode``); None while it runs or when none was started.
+
+        :meth:`start` then starts a new one on the same port and data directory.
+        """
+        process = self._process
+        if process is None or process.poll() is None:
+            return None
+        self._process = None
+        return process.returncode
+
+    def log_tail(self) -> str:
+        """The last lines the server wrote since it was last started."""
+        return self._log_tail(self._log_offset)
+
+    def key_count(self) -> int:
+        """How many keys the running server holds (``DBSIZE`` of database 0)."""
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            count = client.dbsize()
+            assert isinstance(count, int)  # the synchronous client answers at once
+            return count
+        finally:
+            client.close()
 
     def start(self, timeout: float = 10.0) -> str:
         """Start the server and return its URL once it answers PING.
@@ -226,7 +254,7 @@ class EmbeddedRedis:
         self, binary: Path, port: int, lock_fd: int, deadline: float, timeout: float
     ) -> None:
         with self.log_path.open("ab") as log:
-            log_offset = log.tell()
+            log_offset = self._log_offset = log.tell()
             started = time.monotonic()
             # The binary comes from our own dependency; the arguments are a list, no shell.
             self._process = subprocess.Popen(  # noqa: S603

@@ -29,6 +29,12 @@ Crashes: a child that exits on its own is reported on stderr (name, pid, exit st
 last lines) and restarted after a backoff that doubles with each crash. A child that
 crashes more than ``max_restarts`` times within ``restart_window_s`` is not restarted:
 everything is stopped and :func:`run_up` returns 1.
+
+The embedded Redis is supervised the same way: if it dies, that is reported (with the
+last lines of its log) and it is started again after the same backoff, on the same port
+and data directory, so its append-only file brings back the queues. The children ride
+out the gap: jobs are still accepted (the ledger keeps them), workers reconnect, beat
+waits, and the outbox sweeper publishes what was accepted meanwhile.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any, Self, TextIO
 
-from core.errors import ConfigurationError
+from core.errors import AutoforgeError, ConfigurationError
 from core.local_secrets import (
     API_KEY_FILE,
     FLOWER_AUTH_FILE,
@@ -205,6 +211,16 @@ class _Child:
         return self.process is not None and self.process.poll() is None
 
 
+class _Server:
+    """The supervision state of the embedded Redis (its process is its own business)."""
+
+    def __init__(self, redis: EmbeddedRedis) -> None:
+        self.redis = redis
+        self.started_at = time.monotonic()
+        self.crashes: deque[float] = deque()
+        self.restart_at: float | None = None
+
+
 class Supervisor:
     """Starts child processes, forwards their output, restarts crashed ones, stops them.
 
@@ -225,6 +241,7 @@ class Supervisor:
         secrets: Sequence[str] = (),
         ready_probe: tuple[str, Callable[[], bool]] | None = None,
         console: Console | None = None,
+        redis: EmbeddedRedis | None = None,
     ) -> None:
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
@@ -240,6 +257,8 @@ class Supervisor:
         self._ready_probe = ready_probe
         self._console = console if console is not None else Console()
         self._started_at = 0.0
+        self._ready = ready_probe is None
+        self._redis = _Server(redis) if redis is not None else None
 
     # --- the public surface -------------------------------------------------------------
 
@@ -269,12 +288,11 @@ class Supervisor:
             if stop.requested:
                 break
             self._start(child)
-        ready = self._ready_probe is None
         while not stop.requested:
-            if not self._check_children():
+            if not self._check_redis() or not self._check_children():
                 return 1
-            if not ready:
-                ready = self._probe_ready()
+            if not self._ready:
+                self._ready = self._probe_ready()
             time.sleep(_POLL_INTERVAL_S)
         self.say(f"{stop.reason}: stopping (send it again to stop at once)")
         return 0
@@ -346,31 +364,93 @@ class Supervisor:
         for line in lines:
             self.warn(line)
 
-        child.crashes.append(now)
-        while child.crashes and child.crashes[0] < now - self._restart_window_s:
-            child.crashes.popleft()
-        crashes = len(child.crashes)
-        if crashes > self._max_restarts:
+        child.restart_at = self._restart_time(name, child.crashes, now)
+        return child.restart_at is not None
+
+    def _restart_time(self, name: str, crashes: deque[float], now: float) -> float | None:
+        """Count a crash; when to restart (the backoff doubles each time), or None (and
+        say so) if it crashed more than ``max_restarts`` times within the window."""
+        crashes.append(now)
+        while crashes and crashes[0] < now - self._restart_window_s:
+            crashes.popleft()
+        count = len(crashes)
+        if count > self._max_restarts:
             self.warn(
-                f"!!! {name} crashed {crashes} times within {self._restart_window_s:g} s: "
+                f"!!! {name} crashed {count} times within {self._restart_window_s:g} s: "
                 "giving up and stopping everything"
             )
-            return False
-        delay = min(self._backoff_max_s, self._backoff_initial_s * 2 ** (crashes - 1))
+            return None
+        delay = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** (count - 1))
         self.warn(
             f"restarting {name} in {delay:.1f} s "
-            f"(restart {crashes} of at most {self._max_restarts} within "
+            f"(restart {count} of at most {self._max_restarts} within "
             f"{self._restart_window_s:g} s)"
         )
-        child.restart_at = now + delay
-        return True
+        return now + delay
+
+    def _check_redis(self) -> bool:
+        """Restart the embedded Redis if it died; False when it keeps dying."""
+        server = self._redis
+        if server is None:
+            return True
+        now = time.monotonic()
+        if server.restart_at is None:
+            code = server.redis.reap()
+            if code is None:
+                return True
+            self._report_redis_exit(server, code, now)
+        elif now < server.restart_at:
+            return True
+        else:
+            try:
+                server.redis.start()
+            except AutoforgeError as exc:
+                self.warn(f"!!! Redis did not start again: {exc}")
+            else:
+                self._redis_restarted(server, now)
+                return True
+        server.restart_at = self._restart_time("Redis", server.crashes, now)
+        return server.restart_at is not None
+
+    def _report_redis_exit(self, server: _Server, code: int, now: float) -> None:
+        redis = server.redis
+        self.warn(
+            f"!!! Redis (valkey-server on port {redis.port}) exited unexpectedly: "
+            f"{describe_exit(code)}, after {now - server.started_at:.1f} s; its last lines "
+            f"({redis.log_path}):"
+        )
+        for line in redis.log_tail().splitlines():
+            self.warn(f"!!!   {line}")
+        self.warn(
+            "until it is back, jobs are still accepted (the ledger keeps them) but none "
+            "runs; workers and beat wait for it"
+        )
+
+    def _redis_restarted(self, server: _Server, now: float) -> None:
+        redis = server.redis
+        server.restart_at = None
+        server.started_at = now
+        try:
+            keys = f"{redis.key_count()} keys"
+        except Exception as exc:  # only for the message; the server answered PING
+            keys = f"keys unknown: {exc}"
+        self.say(
+            f"restarted Redis: {redis.url} (pid {redis.pid}; log {redis.log_path}), with "
+            f"its append-only file from {redis.data_dir} ({keys}); jobs accepted while it "
+            "was down are published by the outbox sweeper"
+        )
+        # Say again when the API answers (its /readyz needs Redis).
+        self._ready = self._ready_probe is None
 
     def _probe_ready(self) -> bool:
         assert self._ready_probe is not None
         what, probe = self._ready_probe
         if not probe():
             return False
-        self.say(f"ready: {what} after {time.monotonic() - self._started_at:.1f} s")
+        if self._redis is not None and self._redis.crashes:
+            self.say(f"ready again: {what}")
+        else:
+            self.say(f"ready: {what} after {time.monotonic() - self._started_at:.1f} s")
         return True
 
     # --- stopping -----------------------------------------------------------------------
@@ -766,6 +846,7 @@ def run_up(
                 if options.api
                 else None,
                 console=printer,
+                redis=redis,
             )
             return supervisor.run(stop)
         finally:

@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
+from workers.redis_server import EmbeddedRedis
 from workers.supervisor import (
     ChildSpec,
     Console,
@@ -302,6 +303,12 @@ def _assert_all_gone(run: UpRun) -> None:
 
 
 def _enqueue_canary(run: UpRun, api_key: str) -> str:
+    job_id = _post_canary(run, api_key)
+    _wait_until_succeeded(run, api_key, job_id)
+    return job_id
+
+
+def _post_canary(run: UpRun, api_key: str) -> str:
     response = httpx.post(
         f"{run.api}/v1/jobs/canary",
         json={"sleep_ms": 100, "fail_times": 0},
@@ -309,8 +316,10 @@ def _enqueue_canary(run: UpRun, api_key: str) -> str:
         timeout=10,
     )
     assert response.status_code == 202, response.text
-    job_id = str(response.json()["id"])
+    return str(response.json()["id"])
 
+
+def _wait_until_succeeded(run: UpRun, api_key: str, job_id: str) -> None:
     def finished() -> str | None:
         job = httpx.get(
             f"{run.api}/v1/jobs/{job_id}",
@@ -322,7 +331,6 @@ def _enqueue_canary(run: UpRun, api_key: str) -> str:
 
     status = wait_until(finished, f"canary job {job_id} finishes", JOB_DEADLINE_S, run.report)
     assert status == "succeeded", run.report()
-    return job_id
 
 
 # --- end to end -----------------------------------------------------------------------------
@@ -395,6 +403,58 @@ def test_up_runs_a_job_survives_a_crash_and_stops_cleanly_on_sigterm(tmp_path: P
             pytest.fail(f"no exit within {STOP_DEADLINE_S:g} s\n{run.report()}", pytrace=False)
         assert code == 0, run.report()
         assert "worker: Warm shutdown" in run.stdout()
+        assert "stopped Redis" in run.stdout()
+        _assert_all_gone(run)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.chaos
+def test_up_restarts_its_redis_and_runs_the_jobs_accepted_meanwhile(tmp_path: Path) -> None:
+    with autoforge_up(tmp_path) as run:
+        started = run.wait_ready()
+        api_key = (run.cwd / "data" / "api-key").read_text().strip()
+        valkey = {process for process in started if process.name == "valkey-server"}
+        assert len(valkey) == 1, started
+
+        # Freeze the supervisor while Redis is killed, so that the job below is surely
+        # accepted while Redis is down (its children, in their own sessions, run on).
+        run.process.send_signal(signal.SIGSTOP)
+        try:
+            os.kill(next(iter(valkey)).pid, signal.SIGKILL)
+            wait_until(
+                lambda: not still_running(valkey), "Redis is gone", GONE_DEADLINE_S, run.report
+            )
+            job_id = _post_canary(run, api_key)
+        finally:
+            run.process.send_signal(signal.SIGCONT)
+
+        wait_until(
+            lambda: "restarted Redis" in run.stdout(), "Redis restarted", JOB_DEADLINE_S, run.report
+        )
+        assert re.search(
+            r"Redis \(valkey-server .*\) exited unexpectedly: killed by SIGKILL", run.stderr()
+        )
+        wait_until(
+            lambda: httpx.get(f"{run.api}/readyz", timeout=2).status_code == 200,
+            "/readyz answers 200 again",
+            JOB_DEADLINE_S,
+            run.report,
+        )
+        _wait_until_succeeded(run, api_key, job_id)
+        _enqueue_canary(run, api_key)
+        restarted = {p for p in run.record_descendants() if p.name == "valkey-server"}
+        assert len(restarted) == 1
+        assert restarted != valkey
+
+        run.process.send_signal(signal.SIGINT)
+        try:
+            code = run.process.wait(STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit within {STOP_DEADLINE_S:g} s\n{run.report()}", pytrace=False)
+        assert code == 0, run.report()
+        # Everyone stopped when asked: nothing had to be forced.
+        assert "did not stop within" not in run.stderr(), run.report()
         assert "stopped Redis" in run.stdout()
         _assert_all_gone(run)
 
@@ -507,6 +567,38 @@ time.sleep(120)
         GONE_DEADLINE_S,
         lambda: str(_read_stat(grandchild)),
     )
+
+
+@pytest.mark.integration
+def test_a_redis_that_keeps_failing_to_restart_ends_the_run(tmp_path: Path) -> None:
+    port = free_ports().redis
+    redis = EmbeddedRedis(tmp_path / "redis", port=port, persistent=True)
+    redis.start()
+    try:
+        pid = redis.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not redis.running, "Redis is gone", GONE_DEADLINE_S, str)
+        # Someone else takes its port: every restart fails.
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            code, out, err = _supervise(
+                [ChildSpec("sleeper", _python("import time; time.sleep(60)"))],
+                redis=redis,
+                max_restarts=2,
+                restart_window_s=60,
+            )
+    finally:
+        redis.stop()
+    assert code == 1
+    assert f"Redis (valkey-server on port {port}) exited unexpectedly: killed by SIGKILL" in err
+    assert "restarting Redis in" in err
+    assert err.count("Redis did not start again") == 2
+    assert "Address already in use" in err
+    assert "Redis crashed 3 times within 60 s: giving up" in err
+    assert "restarted Redis" not in out
+    assert "sleeper (stopped by SIGTERM)" in out
 
 
 _TALKER = "import time; print('token=s3cr3t-value', flush=True); time.sleep(60)"

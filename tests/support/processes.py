@@ -342,19 +342,20 @@ class Pipeline:
 
     def start_worker(
         self,
-        queues: Sequence[str] = ("canary", "maintenance"),
+        queues: Sequence[str] | None = ("canary", "maintenance"),
         *,
         concurrency: int = 2,
         pool: str = "prefork",
     ) -> CeleryProcess:
-        """A worker on ``queues``, returned once it says it is ready and its pool
-        processes (prefork) and its lease keeper exist."""
+        """A worker on ``queues`` (None: no ``-Q``, the worker's default), returned once it
+        says it is ready and its pool processes (prefork) and its lease keeper exist."""
         node = f"e2e-{uuid.uuid4().hex[:8]}"
+        selection = [] if queues is None else ["-Q", ",".join(queues)]
         worker = self._start(
             "worker",
             [
                 "worker",
-                "-Q", ",".join(queues),
+                *selection,
                 "-c", str(concurrency),
                 "--pool", pool,
                 "--loglevel", "INFO",
