@@ -15,8 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from api.schemas import PromptCreate, PromptVersionCreate, ValidationErrorBody
-from tasks.backup.job import BackupArguments
+from api.schemas import BackupRequest, PromptCreate, PromptVersionCreate, ValidationErrorBody
 from tasks.canary.logic import CanaryArguments
 from tasks.evaluation.spec import EvaluationSpec
 
@@ -32,7 +31,7 @@ VALIDATION_ERROR_EXAMPLE: dict[str, Any] = {
 #: An example of each request body, by model.
 REQUEST_EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     CanaryArguments: {"sleep_ms": 500, "fail_times": 1},
-    BackupArguments: {"mode": "backup", "prune": False},
+    BackupRequest: {"mode": "backup", "prune": False},
     EvaluationSpec: {
         "prompt_id": "0b9f6a52-8d1e-4c4b-9a57-3f2e1c0d9b7a",
         "provider": "echo",

@@ -9,17 +9,19 @@ made here by the same code as beat's fire and the sweeper's catch-up.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from db.models import JobModel
 from db.repositories.jobs import JobRepository
-from domain.jobs import Job, JobStatus
+from db.transaction import write_transaction
+from domain.jobs import Job, JobKind, JobStatus
 from tasks.maintenance.schedule import catch_up, enqueue_fire, fire_of, period_key
 from tests.integration.test_api_support import (
     KEY,
@@ -83,6 +85,17 @@ def _job(settings: Settings, job_id: str) -> Job:
     return job
 
 
+def _running_since(settings: Settings, at: datetime) -> None:
+    """A job accepted at ``at``: the system has been running since then."""
+
+    def unit(session: Session) -> None:
+        job = JobRepository(session).add(Job(kind=JobKind.CANARY, arguments={}))
+        session.execute(update(JobModel).where(JobModel.id == job.id).values(created_at=at))
+
+    with ledger(settings) as db:
+        write_transaction(db, unit)
+
+
 def test_two_api_keys_with_the_same_key_and_body_get_two_jobs(
     clients: tuple[KeyedClient, KeyedClient], app_settings: Settings
 ) -> None:
@@ -140,6 +153,7 @@ def test_a_client_cannot_block_the_scheduled_jobs_by_using_their_keys_first(
     scheduler, cancel that job, and the period's backup (or drill) never happens."""
     mine, _ = clients
     now = datetime.now(UTC)
+    _running_since(app_settings, now - timedelta(days=8))  # so the last fires are caught up
     schedule = beat_schedule(app_settings)
     fires = {name: schedule[name]["args"] for name in ("nightly-backup", "restore-drill")}
     keys = {
