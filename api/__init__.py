@@ -1,1 +1,1 @@
-"""The thin HTTP enqueue API (FastAPI). Built by the job-pipeline issue."""
+"""The thin HTTP enqueue API (FastAPI): jobs, prompts, evaluations, backups, health, metrics."""

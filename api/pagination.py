@@ -37,7 +37,7 @@ def decode_cursor(text: str) -> JobCursor:
         created_at_text, job_id = raw.split(_SEPARATOR)
         created_at = datetime.fromisoformat(created_at_text)
         if created_at.tzinfo is None or not job_id:
-            raise ValueError("not a position this API issues")
+            raise ValueError("not a position this API hands out")
         # In UTC, as stored; a tampered offset can push the instant out of datetime's range.
         created_at = created_at.astimezone(UTC)
     except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):

@@ -1,1 +1,1 @@
-"""Celery runtime: app factory, queues, beat schedule, process hooks (the pipeline issue)."""
+"""Celery process wiring: app factory, queues, beat schedule and scheduler, process hooks."""
