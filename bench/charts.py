@@ -93,7 +93,8 @@ def _ledger(results: Results, path: Path) -> bool:
     lines = [g for g in results.growth if g.unit == "ms" and len(g.values) > 1]
     if not lines:
         return False
-    figure, axis = plt.subplots(figsize=(9, 5))
+    figure, axis = plt.subplots(figsize=(11, 5))
+    axis.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for g in lines:
         sizes = sorted(g.values)
         axis.plot(sizes, [g.values[s] for s in sizes], marker="o", label=g.measure)
@@ -104,7 +105,7 @@ def _ledger(results: Results, path: Path) -> bool:
     axis.set_xlabel("rows in the ledger")
     axis.set_ylabel("ms (log scale)")
     axis.set_title("Cost as the ledger grows (p50; the prune: longest writer wait)", fontsize=10)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

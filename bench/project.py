@@ -9,6 +9,7 @@ named here too, as the strings the command lines take.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file, not as ``python -m bench``
     sys.path.insert(0, str(ROOT))
 
+from celery.exceptions import DuplicateTaskNameWarning  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
@@ -33,6 +35,12 @@ from workers.outbox import enqueue  # noqa: E402
 from workers.queues import PRUNE_LEDGER_TASK, ROUTES  # noqa: E402
 from workers.redis_server import EmbeddedRedis  # noqa: E402
 from workers.runtime import Runtime  # noqa: E402
+
+# The bench builds one product app per database it measures, all in this process: each
+# new app also receives the earlier apps' (shared) tasks, and Celery warns about the
+# names. Each task still reaches its own app's runtime (``self.app``), which is all the
+# bench relies on.
+warnings.filterwarnings("ignore", category=DuplicateTaskNameWarning)
 
 #: ``celery -A <this> worker``: the product's worker.
 CELERY_APP_MODULE = "workers.main"
