@@ -47,7 +47,7 @@ def test_percentiles_are_nearest_rank_values() -> None:
     assert percentile([7.0], 99) == 7.0
     with pytest.raises(ValueError, match="no samples"):
         percentile([], 50)
-    with pytest.raises(ValueError, match="0..100"):
+    with pytest.raises(ValueError, match=r"within 0\.\.100"):
         percentile([1.0], 101)
 
 
