@@ -51,6 +51,14 @@ def _os_name() -> str:
     return platform.platform()
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the machine was besides the bench."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return []
+
+
 def describe() -> dict[str, Any]:
     cores = os.cpu_count() or 0
     memory = _memory_gb()
@@ -67,6 +75,7 @@ def describe() -> dict[str, Any]:
     )
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_at_start": load_average(),
         "description": description,
         "cores": cores,
         "cpu": _cpu_model(),

@@ -117,6 +117,7 @@ def main(argv: list[str]) -> int:
             print(f"ledger growth: {', '.join(map(str, sizes))} rows ...")
             results.growth += ledger.run(bench, sizes)
     results.seconds = time.perf_counter() - began
+    results.machine["load_average_at_end"] = machine.load_average()
     args.results.mkdir(parents=True, exist_ok=True)
     results.write_json(args.results / "pipeline.json")
     drawn: list[str] = []

@@ -128,6 +128,13 @@ def markdown(results: Results, charts: list[str] | None = None) -> str:
         f"{results.seconds:.0f} s. Arguments: `{results.arguments.get('command', '')}`.",
         "",
     ]
+    loads = [machine.get(f"load_average_at_{when}") for when in ("start", "end")]
+    if all(loads):
+        parts += [
+            f"Load average (1, 5, 15 min) before the run {loads[0]} (other work on the "
+            f"machine), after it {loads[1]} (the run's own processes included).",
+            "",
+        ]
     if results.comparisons:
         parts += [
             "## This project against its baselines",
