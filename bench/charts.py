@@ -43,7 +43,7 @@ def _throughput(results: Results, path: Path) -> bool:
         return False
     figure, axes = plt.subplots(len(rows), 1, figsize=(9, 1.9 * len(rows) + 0.6), squeeze=False)
     for axis, c in zip(axes[:, 0], rows, strict=True):
-        labels = ["this project", c.baseline_name]
+        labels = [c.ours_name, c.baseline_name]
         medians = [c.ours.median, c.baseline.median]
         low = [c.ours.median - c.ours.min, c.baseline.median - c.baseline.min]
         high = [c.ours.max - c.ours.median, c.baseline.max - c.baseline.median]

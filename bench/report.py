@@ -57,7 +57,11 @@ class Results:
             "comparisons": [c.as_dict() for c in self.comparisons],
             "figures": [f.as_dict() for f in self.figures],
             "ledger_growth": [g.as_dict() for g in self.growth],
-            "distributions": self.distributions,
+            # Microseconds are plenty, and keep the file small.
+            "distributions": {
+                title: {side: [round(ms, 3) for ms in samples] for side, samples in sides.items()}
+                for title, sides in self.distributions.items()
+            },
             "skipped": self.skipped,
         }
 

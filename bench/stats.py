@@ -76,6 +76,7 @@ class Comparison:
     baseline_name: str
     target: float | None = None
     note: str = ""
+    ours_name: str = "this project"
 
     @property
     def ratio(self) -> float:
@@ -103,6 +104,7 @@ class Comparison:
             "workload": self.workload,
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
+            "ours_name": self.ours_name,
             "ours": self.ours.as_dict(),
             "baseline_name": self.baseline_name,
             "baseline": self.baseline.as_dict(),

@@ -189,6 +189,7 @@ def run(
                 ours=Summary.of([sum(w.units for w in r["many"]) / seconds for r in rounds]),
                 baseline=Summary.of([r["one"][0].units / seconds for r in rounds]),
                 baseline_name="1 writer process",
+                ours_name=f"{writers} writer processes",
                 target=0.9,
                 note=f"{seconds:g} s windows",
             )
