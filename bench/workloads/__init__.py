@@ -1,0 +1,1 @@
+"""The workloads of ``python3 -m bench pipeline``, one module each."""
