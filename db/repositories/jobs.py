@@ -44,7 +44,7 @@ UNFINISHED = (str(JobStatus.QUEUED), str(JobStatus.RUNNING))
 # In the order of the partial indexes' WHERE clauses (idx_jobs_unfinished, idx_jobs_finished).
 FINISHED = (str(JobStatus.SUCCEEDED), str(JobStatus.FAILED), str(JobStatus.CANCELLED))
 #: Finished jobs deleted per write transaction by :meth:`JobRepository.prune_finished`.
-PRUNE_BATCH_ROWS = 500
+PRUNE_BATCH_ROWS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,33 +385,6 @@ class JobRepository:
             delete(JobModel).where(rowid.in_(batch)).execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
-
-    def counts(self) -> list[tuple[str, str, int]]:
-        """(kind, status, number of jobs) for metrics."""
-        rows = self.session.execute(
-            select(JobModel.kind, JobModel.status, func.count()).group_by(
-                JobModel.kind, JobModel.status
-            )
-        )
-        return [(kind, status, int(count)) for kind, status, count in rows]
-
-    def retry_totals(self) -> list[tuple[str, int]]:
-        """(kind, attempts beyond the first) over the jobs in the ledger."""
-        extra = func.sum(func.max(JobModel.attempts - 1, 0))
-        rows = self.session.execute(select(JobModel.kind, extra).group_by(JobModel.kind))
-        return [(kind, int(total or 0)) for kind, total in rows]
-
-    def duration_totals(self) -> list[tuple[str, int, float]]:
-        """(kind, number, total seconds) of finished jobs that started."""
-        seconds = (
-            func.julianday(JobModel.finished_at) - func.julianday(JobModel.started_at)
-        ) * 86400
-        rows = self.session.execute(
-            select(JobModel.kind, func.count(), func.sum(seconds))
-            .where(JobModel.finished_at.is_not(None), JobModel.started_at.is_not(None))
-            .group_by(JobModel.kind)
-        )
-        return [(kind, int(count), float(total or 0.0)) for kind, count, total in rows]
 
     def backup_outcomes(self) -> list[tuple[str, str, int, float | None]]:
         """(mode, status, number, newest finish as Unix time) of backup jobs."""
