@@ -294,8 +294,9 @@ def measure_api(
     urls: dict[int, str], paths: dict[int, dict[str, str]], requests: int, rounds: int
 ) -> dict[int, dict[str, float]]:
     """p50 seconds of each read, of an enqueue alone and of an enqueue while another
-    client scrapes ``/metrics/ledger`` back to back; sizes alternate round by round, so
-    that a busy moment of the machine does not land on one size only."""
+    client scrapes ``/metrics/ledger`` (or, to compare, polls ``/healthz``) back to back;
+    sizes alternate round by round, so that a busy moment of the machine does not land
+    on one size only."""
     headers = {"Authorization": f"Bearer {API_KEY}"}
     body = {"json": {"sleep_ms": 0}}
     samples: dict[int, dict[str, list[float]]] = {rows: {} for rows in urls}
@@ -314,10 +315,14 @@ def measure_api(
                 taken.setdefault("enqueue", []).extend(
                     _timed(client, "POST", "/v1/jobs/canary", per_round, **body)
                 )
-                with _scraping(url, headers):
-                    taken.setdefault("enqueue while scraped", []).extend(
-                        _timed(client, "POST", "/v1/jobs/canary", per_round, **body)
-                    )
+                for label, polled in (
+                    ("enqueue while scraped", "/metrics/ledger"),
+                    ("  (/healthz polled)", "/healthz"),
+                ):
+                    with _polling(url, headers, polled):
+                        taken.setdefault(label, []).extend(
+                            _timed(client, "POST", "/v1/jobs/canary", per_round, **body)
+                        )
     return {
         rows: {name: statistics.median(values) for name, values in taken.items()}
         for rows, taken in samples.items()
@@ -325,14 +330,15 @@ def measure_api(
 
 
 @contextmanager
-def _scraping(url: str, headers: dict[str, str]) -> Iterator[None]:
-    """Another client scraping ``/metrics/ledger`` back to back meanwhile."""
+def _polling(url: str, headers: dict[str, str], path: str) -> Iterator[None]:
+    """Another client getting ``path`` back to back meanwhile (``/healthz``: the cost of
+    any concurrent client on a 2-core machine, to compare a scrape with)."""
     stop = threading.Event()
 
     def scrape() -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=60) as other:
             while not stop.is_set():
-                other.get("/metrics/ledger")
+                other.get(path)
 
     scraper = threading.Thread(target=scrape)
     scraper.start()
@@ -568,7 +574,7 @@ def run(args: argparse.Namespace, workdir: Path, redis_url: str) -> list[dict[st
 
 def summary(results: list[dict[str, Any]]) -> None:
     base = results[0]
-    width = 20
+    width = 24
     header = "".join(f"{r['rows']:>{width},}" for r in results)
     print(f"\n== p50 ms by ledger size (ratio to {base['rows']:,})")
     print(f"   {'':<24}{header}")
@@ -583,16 +589,16 @@ def summary(results: list[dict[str, Any]]) -> None:
     windows = [(w, f"writer during {w}") for w in ("idle", "scrapes", "sweeps", "prune")]
     for label, key in windows:
         cells = "".join(
-            "{p50_ms:>{w1}.1f} /{p99_ms:5.0f} /{max_ms:5.0f}".format(
-                w1=width - 14, **r["maintenance"][key]
+            "{p50_ms:>{w1}.1f} /{p99_ms:6.0f} /{max_ms:6.0f}".format(
+                w1=width - 16, **r["maintenance"][key]
             )
             for r in results
         )
         print(f"   {label:<24}{cells}")
     if "single delete" in base:
         cells = "".join(
-            "{p50_ms:>{w1}.1f} /{p99_ms:5.0f} /{max_ms:5.0f}".format(
-                w1=width - 14, **r["single delete"]["writer during"]
+            "{p50_ms:>{w1}.1f} /{p99_ms:6.0f} /{max_ms:6.0f}".format(
+                w1=width - 16, **r["single delete"]["writer during"]
             )
             for r in results
         )
