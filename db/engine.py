@@ -94,6 +94,9 @@ def _pragmas(settings: Settings) -> list[str]:
     if not settings.database.is_local:
         return ["PRAGMA foreign_keys=ON"]
     return [
+        # Kept only by a file without tables yet, so it must come before journal_mode
+        # (which writes the file's first page); elsewhere a no-op. See db/space.py.
+        "PRAGMA auto_vacuum=INCREMENTAL",
         f"PRAGMA busy_timeout={SDK_BUSY_TIMEOUT_MS:d}",
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={settings.db_synchronous}",

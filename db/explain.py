@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from core.errors import InvalidData
 from db.database import Database
@@ -15,15 +17,20 @@ class PlanStep:
     detail: str
 
 
-def explain(db: Database, sql: str) -> list[PlanStep]:
-    """The query plan of one SQL statement. The statement itself is not run."""
+def explain(db: Database, sql: str, parameters: Sequence[Any] = ()) -> list[PlanStep]:
+    """The query plan of one SQL statement, planned with ``parameters`` bound to its
+    ``?`` placeholders (as the application runs it). The statement itself is not run."""
     statement = sql.strip().rstrip(";").strip()
     if not statement:
         raise InvalidData("SQL: empty statement")
     if ";" in statement:
         raise InvalidData("SQL: give exactly one statement (found ';' inside)")
     with db.read_session() as session:
-        rows = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}").all()
+        rows = (
+            session.connection()
+            .exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", tuple(parameters))
+            .all()
+        )
     return [PlanStep(id=int(r[0]), parent=int(r[1]), detail=str(r[3])) for r in rows]
 
 

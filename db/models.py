@@ -266,7 +266,13 @@ class JobModel(Base):
             "published_at",
             sqlite_where=text("status IN ('queued', 'running')"),
         ),
-        Index("idx_jobs_finished_at", "finished_at"),
+        # Pruning's work list: finished jobs by status and finish time (revision 0008).
+        Index(
+            "idx_jobs_finished",
+            "status",
+            "finished_at",
+            sqlite_where=text("status IN ('succeeded', 'failed', 'cancelled')"),
+        ),
     )
 
 

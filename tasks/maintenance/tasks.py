@@ -8,9 +8,8 @@ from typing import Any
 
 from core.settings import Settings
 from db.column_types import utcnow
-from db.repositories.jobs import JobRepository
-from db.transaction import write_transaction
 from tasks.base import LedgerTask
+from tasks.maintenance.pruning import prune_ledger as prune
 from tasks.maintenance.schedule import catch_up, enqueue_fire
 from workers.outbox import sweep
 from workers.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
@@ -60,9 +59,15 @@ def register(app: Any, settings: Settings) -> None:
         name=PRUNE_LEDGER_TASK, base=LedgerTask, bind=True, time_limit=600, soft_time_limit=540
     )
     def prune_ledger(self: LedgerTask) -> dict[str, Any]:
-        """Delete finished jobs older than the retention period."""
+        """Delete finished jobs older than the retention period, in short batches; then
+        give the freed pages back and checkpoint the WAL (:mod:`tasks.maintenance.pruning`)."""
         before = utcnow() - timedelta(days=settings.ledger_retention_days)
-        deleted = write_transaction(
-            self.runtime.db, lambda s: JobRepository(s).prune_finished(before=before)
-        )
-        return {"deleted": deleted, "before": before.isoformat()}
+        report = prune(self.runtime.db, before=before)
+        return {
+            "deleted": report.deleted,
+            "before": before.isoformat(),
+            "batches": report.batches,
+            "complete": report.complete,
+            "pages_given_back": report.pages_given_back,
+            "checkpointed": report.checkpoint is not None and report.checkpoint.done,
+        }

@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.integration,
 ]
 
-HEAD = "0007"
+HEAD = "0008"
 APP_TABLES = frozenset({"prompt_templates", "prompts", "evaluations", "test_results"})
 # Revision 0004 adds the job ledger, 0007 its statistics.
 HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects", "job_stats"}
