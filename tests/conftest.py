@@ -16,8 +16,9 @@ from core.settings import Settings
 from db import migrations
 from db.database import Database
 
-# Fixtures for real services (an embedded Redis-compatible server per test session).
-pytest_plugins = ["tests.support.redis"]
+# Fixtures for real services (an embedded Redis-compatible server per test session) and
+# for the API in the test process.
+pytest_plugins = ["tests.support.redis", "tests.support.api"]
 
 # Keys that would otherwise leak in from the developer's shell into Settings().
 _ENV_KEYS = (

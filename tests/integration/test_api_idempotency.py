@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +20,10 @@ from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
 from tasks.maintenance.schedule import catch_up, enqueue_fire, fire_of, period_key
-from tests.integration.test_api_support import (
+from tests.support.api import (
     KEY,
     OTHER_KEY,
     TestClient,
-    api_settings,
     client_for,
     ledger,
 )
@@ -35,11 +33,6 @@ from workers.runtime import Runtime
 pytestmark = pytest.mark.integration
 
 BACKUP = {"mode": "backup", "prune": True}
-
-
-@pytest.fixture
-def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
-    return api_settings(db_path, redis_url)
 
 
 class KeyedClient:
