@@ -17,12 +17,11 @@ import libsql
 import pytest
 
 from core.settings import Settings
-from db import migrations
 from db.database import Database
 from tasks.backup.service import create_backup
 from tasks.backup.workdir import remove_stale_workdirs, scratch_root
-from tests.conftest import make_settings
-from tests.support.processes import wait_for
+from tests.conftest import copy_migrated, make_settings
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,10 +51,9 @@ def run_backup(db_path: str, workdir: str) -> None:
 
 
 @pytest.fixture
-def live_db(tmp_path: Path) -> Path:
+def live_db(tmp_path: Path, migrated_template: Path) -> Path:
     """A migrated database with ~12 MB of filler: thousands of pages to copy."""
-    path = tmp_path / "db" / "autoforge.db"
-    migrations.upgrade(make_settings(path))
+    path = copy_migrated(migrated_template, tmp_path / "db" / "autoforge.db")
     connection = libsql.connect(str(path), isolation_level=None)
     try:
         connection.execute("CREATE TABLE filler (id INTEGER PRIMARY KEY, data BLOB)").fetchall()
