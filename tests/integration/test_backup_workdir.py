@@ -21,7 +21,8 @@ from db.database import Database
 from tasks.backup.service import create_backup
 from tasks.backup.workdir import remove_stale_workdirs, scratch_root
 from tests.conftest import copy_migrated, make_settings
-from tests.support.polling import wait_for
+from tests.support.polling import wait_for, wait_until
+from tests.support.processes import children_of, is_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,8 +98,16 @@ def test_a_killed_backup_leaves_nothing_behind_after_the_next_one(
     live_db: Path, tmp_path: Path
 ) -> None:
     killed, left = start_backup(live_db, tmp_path)
+    copying = children_of(killed.pid)  # the copy process, which outlives it for a moment
     killed.kill()
     killed.join(TIMEOUT_S)
+    # Orphaned, the copy ends at its next progress report (its pipe is gone); until then
+    # it may still write into the folder.
+    wait_until(
+        lambda: not any(is_alive(pid) for pid in copying),
+        timeout=TIMEOUT_S,
+        what=f"the killed backup's copy process {copying} exiting",
+    )
     assert left.exists(), "the killed backup's folder should still be there"
     assert (left / "snapshot.db").exists()
     age(left)
