@@ -1,23 +1,28 @@
 """Shared fixtures: settings and migrated libSQL databases in temporary folders.
 
 Tests never read the developer's environment or ``.env``: each builds its own settings.
+A migrated database is a copy of one migrated once per session (migrating from base
+takes far longer than copying a file); tests of the migrations themselves migrate.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import libsql
 import pytest
 
 from core.settings import Settings
 from db import migrations
 from db.database import Database
 
-# Fixtures for real services (an embedded Redis-compatible server per test session).
-pytest_plugins = ["tests.support.redis"]
+# Fixtures for real services (an embedded Redis-compatible server per test session) and
+# for the API in the test process.
+pytest_plugins = ["tests.support.redis", "tests.support.api"]
 
 # Keys that would otherwise leak in from the developer's shell into Settings().
 _ENV_KEYS = (
@@ -65,10 +70,39 @@ def settings(db_path: Path) -> Settings:
     return make_settings(db_path)
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A libSQL file migrated to head, once per session; tests get copies of it
+    (:func:`copy_migrated`), never the file itself."""
+    path = tmp_path_factory.mktemp("migrated-template") / "autoforge.db"
+    migrations.upgrade(make_settings(path))
+    # The file is in WAL mode: fold every committed page into the main file, so that the
+    # main file alone is the whole database. The migration's engine is disposed by now,
+    # so this is the only connection and closing it leaves no WAL behind.
+    connection = libsql.connect(str(path), isolation_level=None)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    wal = path.with_name(f"{path.name}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0, f"{wal} still holds pages"
+    return path
+
+
+def copy_migrated(template: Path, target: Path) -> Path:
+    """Put a copy of the migrated ``template`` at ``target`` (a new file); returns it.
+
+    A plain file copy: a libSQL file's vector indexes are ordinary tables in it.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+    return target
+
+
 @pytest.fixture
-def migrated(settings: Settings) -> Settings:
-    """Settings whose database has been migrated to head."""
-    migrations.upgrade(settings)
+def migrated(settings: Settings, db_path: Path, migrated_template: Path) -> Settings:
+    """Settings whose database is at head (a copy of :func:`migrated_template`)."""
+    copy_migrated(migrated_template, db_path)
     return settings
 
 

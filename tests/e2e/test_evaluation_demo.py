@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_up import JOB_DEADLINE_S, autoforge_up, up_environment, wait_until
+from tests.e2e.test_up import JOB_DEADLINE_S, autoforge_up, up_environment
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,11 +64,11 @@ def test_the_readme_tour_runs_an_echo_evaluation(tmp_path: Path) -> None:
             assert response.status_code == 200, response.text
             return response.json()
 
-        evaluation = wait_until(
+        evaluation = wait_for(
             lambda: (e := get(f"/v1/evaluations/{job_id}"))["status"] == "completed" and e,
-            f"evaluation {job_id} completed",
-            JOB_DEADLINE_S,
-            lambda: f"{get(f'/v1/jobs/{job_id}')}\n{run.report()}",
+            timeout=JOB_DEADLINE_S,
+            what=f"evaluation {job_id} completed",
+            describe=lambda: f"{get(f'/v1/jobs/{job_id}')}\n{run.report()}",
         )
 
         results = {r["test_case_name"]: r for r in evaluation["test_results"]}

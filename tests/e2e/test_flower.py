@@ -33,9 +33,9 @@ from tests.e2e.test_up import (
     START_DEADLINE_S,
     STOP_DEADLINE_S,
     autoforge_up,
-    wait_until,
 )
 from tests.support.fake_llm_server import FakeLLMServer
+from tests.support.polling import wait_for
 from tests.support.redis import REDIS_PASSWORD
 from workers.supervisor import WORKER_NODE_NAME
 
@@ -99,7 +99,12 @@ def test_flower_shows_the_worker_online_behind_basic_auth(tmp_path: Path) -> Non
     worker = WORKER_NODE_NAME.replace("%h", socket.gethostname())
     with autoforge_up(tmp_path / "run", "--no-api", "--no-beat") as run:
         login_file = run.cwd / "data" / "flower-auth"
-        wait_until(login_file.exists, "the Flower login is generated", START_DEADLINE_S, run.report)
+        wait_for(
+            login_file.exists,
+            timeout=START_DEADLINE_S,
+            what="the Flower login is generated",
+            describe=run.report,
+        )
         login = login_file.read_text().strip()
         user, _, password = login.partition(":")
         assert user
@@ -120,7 +125,12 @@ def test_flower_shows_the_worker_online_behind_basic_auth(tmp_path: Path) -> Non
             workers = response.json()["data"]
             return any(w["hostname"] == worker and w["status"] for w in workers)
 
-        wait_until(worker_online, f"Flower lists {worker} online", START_DEADLINE_S, run.report)
+        wait_for(
+            worker_online,
+            timeout=START_DEADLINE_S,
+            what=f"Flower lists {worker} online",
+            describe=run.report,
+        )
 
         # No credentials, or wrong ones: 401, and the browser is asked to log in.
         anonymous = httpx.get(f"{run.flower}/workers", timeout=5)
@@ -164,7 +174,7 @@ def _job_succeeds(api: httpx.Client, job_id: str, report: Callable[[], str]) -> 
         status = str(api.get(f"/v1/jobs/{job_id}").json()["status"])
         return status if status in ("succeeded", "failed", "cancelled") else None
 
-    status = wait_until(final, f"job {job_id} finishes", JOB_DEADLINE_S, report)
+    status = wait_for(final, timeout=JOB_DEADLINE_S, what=f"job {job_id} finishes", describe=report)
     assert status == "succeeded", f"{api.get(f'/v1/jobs/{job_id}').text}\n{report()}"
 
 

@@ -19,17 +19,18 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from core.settings import Settings
+from tests.support.logs import LogFile
+from tests.support.polling import poll, wait_for
 from workers.redis_server import EmbeddedRedis
 from workers.supervisor import (
     ChildSpec,
@@ -41,8 +42,6 @@ from workers.supervisor import (
     check_ports,
     port_is_free,
 )
-
-T = TypeVar("T")
 
 # Generous: a loaded CI machine may be slow; none of these is a performance assertion.
 START_DEADLINE_S = 90.0
@@ -165,20 +164,6 @@ def still_running(processes: set[ProcessId]) -> set[ProcessId]:
     return alive
 
 
-def wait_until(
-    check: Callable[[], T | None], what: str, timeout: float, on_fail: Callable[[], str]
-) -> T:
-    """Poll ``check`` until it returns something other than None or False."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s\n{on_fail()}", pytrace=False)
-        time.sleep(0.2)
-
-
 @dataclass
 class UpRun:
     """One running ``autoforge up`` and what it printed."""
@@ -189,6 +174,13 @@ class UpRun:
     stdout_path: Path
     stderr_path: Path
     seen: set[ProcessId] = field(default_factory=set)
+    # Polled for minutes: read from where the last read stopped.
+    _stdout: LogFile = field(init=False, repr=False)
+    _stderr: LogFile = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._stdout = LogFile(self.stdout_path)
+        self._stderr = LogFile(self.stderr_path)
 
     @property
     def api(self) -> str:
@@ -199,10 +191,10 @@ class UpRun:
         return f"http://127.0.0.1:{self.ports.flower}"
 
     def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
+        return self._stdout.text()
 
     def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        return self._stderr.text()
 
     def report(self) -> str:
         """The output so far, for failure messages (only the end: it can be long)."""
@@ -234,12 +226,12 @@ class UpRun:
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, "/readyz answers 200", START_DEADLINE_S, self.report)
-        wait_until(
+        wait_for(ready, timeout=START_DEADLINE_S, what="/readyz answers 200", describe=self.report)
+        wait_for(
             lambda: re.search(r"worker +\| .*autoforge@\S+ ready\.", self.stdout()),
-            "the worker is ready",
-            START_DEADLINE_S,
-            self.report,
+            timeout=START_DEADLINE_S,
+            what="the worker is ready",
+            describe=self.report,
         )
         return self.record_descendants()
 
@@ -289,11 +281,11 @@ def _assert_all_gone(run: UpRun) -> None:
     def gone() -> bool:
         return not still_running(run.seen)
 
-    wait_until(
+    wait_for(
         gone,
-        "every process started under autoforge up has exited",
-        GONE_DEADLINE_S,
-        lambda: (
+        timeout=GONE_DEADLINE_S,
+        what="every process started under autoforge up has exited",
+        describe=lambda: (
             f"still running: {sorted(still_running(run.seen), key=lambda p: p.pid)}\n"
             + run.report()
         ),
@@ -329,7 +321,9 @@ def _wait_until_succeeded(run: UpRun, api_key: str, job_id: str) -> None:
         status = str(job["status"])
         return status if status in ("succeeded", "failed", "cancelled") else None
 
-    status = wait_until(finished, f"canary job {job_id} finishes", JOB_DEADLINE_S, run.report)
+    status = wait_for(
+        finished, timeout=JOB_DEADLINE_S, what=f"canary job {job_id} finishes", describe=run.report
+    )
     assert status == "succeeded", run.report()
 
 
@@ -378,18 +372,18 @@ def test_up_runs_a_job_survives_a_crash_and_stops_cleanly_on_sigterm(tmp_path: P
         # keeps working.
         beat = run.pid_of("beat")
         os.kill(beat, signal.SIGKILL)
-        wait_until(
+        wait_for(
             lambda: f"beat (pid {beat}) exited unexpectedly: killed by SIGKILL" in run.stderr(),
-            "the crash is reported",
-            JOB_DEADLINE_S,
-            run.report,
+            timeout=JOB_DEADLINE_S,
+            what="the crash is reported",
+            describe=run.report,
         )
         assert "its last" in run.stderr()
-        wait_until(
+        wait_for(
             lambda: len(re.findall(r"started beat \(pid", run.stdout())) == 2,
-            "beat is restarted",
-            JOB_DEADLINE_S,
-            run.report,
+            timeout=JOB_DEADLINE_S,
+            what="beat is restarted",
+            describe=run.report,
         )
         run.pid_of("beat", after=beat)
         run.record_descendants()
@@ -422,24 +416,30 @@ def test_up_restarts_its_redis_and_runs_the_jobs_accepted_meanwhile(tmp_path: Pa
         run.process.send_signal(signal.SIGSTOP)
         try:
             os.kill(next(iter(valkey)).pid, signal.SIGKILL)
-            wait_until(
-                lambda: not still_running(valkey), "Redis is gone", GONE_DEADLINE_S, run.report
+            wait_for(
+                lambda: not still_running(valkey),
+                timeout=GONE_DEADLINE_S,
+                what="Redis is gone",
+                describe=run.report,
             )
             job_id = _post_canary(run, api_key)
         finally:
             run.process.send_signal(signal.SIGCONT)
 
-        wait_until(
-            lambda: "restarted Redis" in run.stdout(), "Redis restarted", JOB_DEADLINE_S, run.report
+        wait_for(
+            lambda: "restarted Redis" in run.stdout(),
+            timeout=JOB_DEADLINE_S,
+            what="Redis restarted",
+            describe=run.report,
         )
         assert re.search(
             r"Redis \(valkey-server .*\) exited unexpectedly: killed by SIGKILL", run.stderr()
         )
-        wait_until(
+        wait_for(
             lambda: httpx.get(f"{run.api}/readyz", timeout=2).status_code == 200,
-            "/readyz answers 200 again",
-            JOB_DEADLINE_S,
-            run.report,
+            timeout=JOB_DEADLINE_S,
+            what="/readyz answers 200 again",
+            describe=run.report,
         )
         _wait_until_succeeded(run, api_key, job_id)
         _enqueue_canary(run, api_key)
@@ -481,23 +481,35 @@ def _python(code: str) -> tuple[str, ...]:
 
 
 def _supervise(
-    specs: list[ChildSpec], *, stop_after_s: float | None = None, **kwargs: Any
+    specs: list[ChildSpec], *, stop_when: Callable[[str], bool] | None = None, **kwargs: Any
 ) -> tuple[int, str, str]:
-    """Run a :class:`Supervisor` here; returns (exit code, stdout, stderr)."""
+    """Run a :class:`Supervisor` here; returns (exit code, stdout, stderr).
+
+    With ``stop_when``, a stop is requested as soon as the supervisor's output so far
+    satisfies it (the children are where the test wants them), or at the start deadline.
+    """
     out, err = io.StringIO(), io.StringIO()
     supervisor = Supervisor(
         specs, console=Console(out, err), backoff_initial_s=0.05, backoff_max_s=0.2, **kwargs
     )
     with StopSignals() as stop:
-        timer = None
-        if stop_after_s is not None:
-            timer = threading.Timer(stop_after_s, stop.request, args=("test stop",))
-            timer.start()
+        ended = threading.Event()
+
+        def request_stop(ready: Callable[[str], bool]) -> None:
+            poll(lambda: ended.is_set() or ready(out.getvalue()), timeout=START_DEADLINE_S)
+            if not ended.is_set():
+                stop.request("test stop")
+
+        watcher = None
+        if stop_when is not None:
+            watcher = threading.Thread(target=request_stop, args=(stop_when,), daemon=True)
+            watcher.start()
         try:
             code = supervisor.run(stop)
         finally:
-            if timer is not None:
-                timer.cancel()
+            ended.set()
+            if watcher is not None:
+                watcher.join()
     return code, out.getvalue(), err.getvalue()
 
 
@@ -537,6 +549,7 @@ time.sleep(120)
 import signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 signal.signal(signal.SIGQUIT, lambda *_: sys.exit(7))
+print("waiting for SIGQUIT", flush=True)
 time.sleep(120)
 """
     code, out, err = _supervise(
@@ -544,7 +557,8 @@ time.sleep(120)
             ChildSpec("stubborn", _python(stubborn)),
             ChildSpec("polite", _python(polite), escalation_signal=signal.SIGQUIT),
         ],
-        stop_after_s=2.0,
+        # Both children are set up: one ignores SIGTERM, the other waits for SIGQUIT.
+        stop_when=lambda out: "| ignoring SIGTERM" in out and "| waiting for SIGQUIT" in out,
         stop_timeout_s=0.5,
         escalation_grace_s=5,
     )
@@ -561,11 +575,11 @@ time.sleep(120)
     identity = set() if stat is None else {ProcessId(grandchild, stat[3], stat[0])}
     # SIGKILL is delivered asynchronously: the process may take a moment to finish dying
     # (and may linger as a zombie of init, which has finished all the same).
-    wait_until(
+    wait_for(
         lambda: not still_running(identity),
-        "the child's own child is killed with its process group",
-        GONE_DEADLINE_S,
-        lambda: str(_read_stat(grandchild)),
+        timeout=GONE_DEADLINE_S,
+        what="the child's own child is killed with its process group",
+        describe=lambda: str(_read_stat(grandchild)),
     )
 
 
@@ -578,7 +592,7 @@ def test_a_redis_that_keeps_failing_to_restart_ends_the_run(tmp_path: Path) -> N
         pid = redis.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not redis.running, "Redis is gone", GONE_DEADLINE_S, str)
+        wait_for(lambda: not redis.running, timeout=GONE_DEADLINE_S, what="Redis is gone")
         # Someone else takes its port: every restart fails.
         with socket.socket() as squatter:
             squatter.bind(("127.0.0.1", port))
@@ -613,7 +627,7 @@ def test_forwarded_lines_hide_secrets() -> None:
                 _python("import time; print('token=s3cr3t-value', flush=True); time.sleep(60)"),
             )
         ],
-        stop_after_s=1.5,
+        stop_when=lambda out: "talker    | token=" in out,
         secrets=("s3cr3t-value",),
     )
     assert code == 0

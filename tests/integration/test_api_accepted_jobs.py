@@ -23,7 +23,7 @@ from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError, JobStatus
-from tests.integration.test_api_support import AUTH, api_settings, client_for, ledger, llen
+from tests.support.api import AUTH, api_settings, client_for, ledger, llen
 from tests.support.interference import RedisTap, WriteLockHolder
 
 pytestmark = pytest.mark.integration

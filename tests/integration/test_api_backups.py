@@ -9,7 +9,6 @@ through :class:`~db.repositories.jobs.JobRepository`, as a worker would record t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from db.transaction import write_transaction
 from domain.jobs import Job, JobError, JobKind, JobStatus
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import create_backup
-from tests.integration.test_api_support import (
+from tests.support.api import (
     AUTH,
     TestClient,
     api_settings,
@@ -67,12 +66,6 @@ def _settings(db_path: Path, redis_url: str, tmp_path: Path, **overrides: Any) -
 @pytest.fixture
 def app_settings(migrated: Settings, db_path: Path, redis_url: str, tmp_path: Path) -> Settings:
     return _settings(db_path, redis_url, tmp_path)
-
-
-@pytest.fixture
-def client(app_settings: Settings) -> Iterator[TestClient]:
-    with client_for(app_settings, headers=AUTH) as client:
-        yield client
 
 
 def _backup(settings: Settings) -> BackupManifest:

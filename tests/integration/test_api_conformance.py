@@ -11,23 +11,15 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.settings import Settings
-from tests.integration.test_api_support import AUTH, TestClient, api_settings, client_for
+from tests.support.api import TestClient
 
 pytestmark = pytest.mark.integration
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
-
-
-@pytest.fixture
-def client(migrated: Settings, db_path: Path, redis_url: str) -> Iterator[TestClient]:
-    with client_for(api_settings(db_path, redis_url), headers=AUTH) as client:
-        yield client
 
 
 @pytest.fixture

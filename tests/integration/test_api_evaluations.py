@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from domain.evaluations import Evaluation, EvaluationStatus
 from domain.jobs import JobError, JobStatus
 from domain.prompts import Prompt
 from tasks.evaluation.job import fail_evaluation
-from tests.integration.test_api_support import (
+from tests.support.api import (
     AUTH,
     TestClient,
     api_settings,
@@ -42,23 +40,13 @@ from tests.integration.test_api_support import (
     ledger,
     llen,
 )
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
 QUEUE = "evaluations"
 TEMPLATE = "Say hello to {{ name }} in {{lang}}."
 INDEX = "idx_evaluations_prompt_completed"
-
-
-@pytest.fixture
-def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
-    return api_settings(db_path, redis_url)
-
-
-@pytest.fixture
-def client(app_settings: Settings) -> Iterator[TestClient]:
-    with client_for(app_settings, headers=AUTH) as client:
-        yield client
 
 
 def _create_prompt(client: TestClient, content: str = TEMPLATE, **fields: Any) -> str:
@@ -379,11 +367,14 @@ def test_a_prompt_deleted_while_the_enqueue_waits_is_422_and_nothing_is_queued(
             target=lambda: answers.append(client.post("/v1/jobs/evaluation", json=_body(prompt_id)))
         )
         request.start()
-        deadline = time.monotonic() + 60
-        while stats.lock_retries == retries_before:  # checked, and waiting for the lock
+
+        def waiting_for_the_lock() -> bool:  # checked, and waiting for the lock
             assert request.is_alive(), answers
-            assert time.monotonic() < deadline, "the enqueue never waited for the lock"
-            time.sleep(0.01)
+            return bool(stats.lock_retries != retries_before)
+
+        wait_until(
+            waiting_for_the_lock, timeout=60, what="the enqueue waiting for the lock", interval=0.01
+        )
         holder.execute("UPDATE prompts SET deleted_at = updated_at WHERE id = ?", (prompt_id,))
         holder.execute("COMMIT")
         request.join(timeout=60)

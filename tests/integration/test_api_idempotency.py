@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +22,10 @@ from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobKind, JobStatus
 from tasks.maintenance.schedule import catch_up, enqueue_fire, fire_of, period_key
-from tests.integration.test_api_support import (
+from tests.support.api import (
     KEY,
     OTHER_KEY,
     TestClient,
-    api_settings,
     client_for,
     ledger,
 )
@@ -37,11 +35,6 @@ from workers.runtime import Runtime
 pytestmark = pytest.mark.integration
 
 BACKUP = {"mode": "backup", "prune": True}
-
-
-@pytest.fixture
-def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
-    return api_settings(db_path, redis_url)
 
 
 class KeyedClient:

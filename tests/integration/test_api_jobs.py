@@ -6,20 +6,14 @@ handle) and against the Redis list Celery delivers from (``canary``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from core.settings import Settings
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError, JobKind, JobStatus
-from tests.integration.test_api_support import (
-    AUTH,
+from tests.support.api import (
     TestClient,
-    api_settings,
-    client_for,
     ledger,
     llen,
 )
@@ -28,17 +22,6 @@ pytestmark = pytest.mark.integration
 
 OTHER_KINDS = ("embedding", "replica-sync")
 ALL_KINDS = ["canary", "evaluation", "embedding", "backup", "replica-sync"]
-
-
-@pytest.fixture
-def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
-    return api_settings(db_path, redis_url)
-
-
-@pytest.fixture
-def client(app_settings: Settings) -> Iterator[TestClient]:
-    with client_for(app_settings, headers=AUTH) as client:
-        yield client
 
 
 def _stored(settings: Settings, job_id: str) -> Job:

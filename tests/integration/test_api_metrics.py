@@ -5,7 +5,6 @@ Each test builds its own app on a migrated libSQL file and the session's real Re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from db.column_types import utcnow
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import JobError
-from tests.integration.test_api_support import (
+from tests.support.api import (
     AUTH,
     TestClient,
     api_settings,
@@ -35,12 +34,6 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture
 def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
     return api_settings(db_path, redis_url, api_max_body_bytes=2048)
-
-
-@pytest.fixture
-def client(app_settings: Settings) -> Iterator[TestClient]:
-    with client_for(app_settings, headers=AUTH) as client:
-        yield client
 
 
 def _scrape(client: TestClient, path: str) -> Samples:

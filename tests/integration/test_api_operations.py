@@ -19,7 +19,7 @@ from core.settings import Settings
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import JobError, JobStatus
-from tests.integration.test_api_support import (
+from tests.support.api import (
     AUTH,
     TestClient,
     api_settings,
@@ -31,17 +31,6 @@ from tests.integration.test_api_support import (
 pytestmark = pytest.mark.integration
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
-
-
-@pytest.fixture
-def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
-    return api_settings(db_path, redis_url)
-
-
-@pytest.fixture
-def client(app_settings: Settings) -> Iterator[TestClient]:
-    with client_for(app_settings, headers=AUTH) as client:
-        yield client
 
 
 @pytest.fixture

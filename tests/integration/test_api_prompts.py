@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,20 +9,9 @@ import pytest
 from core.settings import Settings
 from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
-from tests.integration.test_api_support import AUTH, TestClient, api_settings, client_for, ledger
+from tests.support.api import TestClient, ledger
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
-    return api_settings(db_path, redis_url)
-
-
-@pytest.fixture
-def client(app_settings: Settings) -> Iterator[TestClient]:
-    with client_for(app_settings, headers=AUTH) as client:
-        yield client
 
 
 def _create(client: TestClient, **overrides: Any) -> dict[str, Any]:

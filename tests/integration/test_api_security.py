@@ -14,7 +14,7 @@ import pytest
 from core.local_secrets import API_KEY_FILE
 from core.settings import Settings
 from db.repositories.jobs import JobRepository
-from tests.integration.test_api_support import (
+from tests.support.api import (
     AUTH,
     KEY,
     OTHER_KEY,
@@ -38,12 +38,6 @@ def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
 def anonymous(app_settings: Settings) -> Iterator[TestClient]:
     """A client that sends no key unless told to."""
     with client_for(app_settings) as client:
-        yield client
-
-
-@pytest.fixture
-def client(app_settings: Settings) -> Iterator[TestClient]:
-    with client_for(app_settings, headers=AUTH) as client:
         yield client
 
 

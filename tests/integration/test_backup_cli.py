@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from db import migrations
 from tasks.backup.verify import inspect_database
-from tests.conftest import make_settings
+from tests.conftest import copy_migrated
 from tests.support.backups import (
     KEY_A,
     KEY_B,
@@ -137,9 +136,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    db_path = tmp_path / "db" / "autoforge.db"
-    migrations.upgrade(make_settings(db_path))
+def cli(tmp_path: Path, migrated_template: Path) -> Cli:
+    db_path = copy_migrated(migrated_template, tmp_path / "db" / "autoforge.db")
     execute(
         db_path,
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",

@@ -20,13 +20,12 @@ import pytest
 from botocore.config import Config
 
 from core.settings import Settings
-from db import migrations
 from db.database import Database
 from tasks.backup.errors import BackupNotFound, StorageRejected, StorageUnavailable
 from tasks.backup.service import create_backup, list_backups, prune_backups, restore_backup
 from tasks.backup.storage import S3Storage, storage_for
 from tasks.backup.verify import inspect_database
-from tests.conftest import make_settings
+from tests.conftest import copy_migrated, make_settings
 from tests.support.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server, free_port
 
 pytestmark = [pytest.mark.integration]
@@ -115,9 +114,10 @@ def test_listing_pages_through_the_results(s3_server: S3Server, bucket: str) -> 
     assert len(requests) == 4  # pages of 3, 3, 3 and 1
 
 
-def test_backup_cycle_through_s3(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
-    db_path = tmp_path / "db" / "autoforge.db"
-    migrations.upgrade(make_settings(db_path))
+def test_backup_cycle_through_s3(
+    s3_server: S3Server, bucket: str, tmp_path: Path, migrated_template: Path
+) -> None:
+    db_path = copy_migrated(migrated_template, tmp_path / "db" / "autoforge.db")
     connection = libsql.connect(str(db_path), isolation_level=None)
     connection.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)").fetchall()
     connection.execute("BEGIN").fetchall()

@@ -50,7 +50,7 @@ from tasks.backup.service import (
 )
 from tasks.backup.storage import LocalStorage
 from tasks.backup.verify import inspect_database
-from tests.conftest import make_settings
+from tests.conftest import copy_migrated, make_settings
 
 pytestmark = [pytest.mark.integration]
 
@@ -87,10 +87,9 @@ def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def live_db(tmp_path: Path) -> Path:
+def live_db(tmp_path: Path, migrated_template: Path) -> Path:
     """The configured database: migrated, plus notes and a vector-indexed table."""
-    path = tmp_path / "db" / "autoforge.db"
-    migrations.upgrade(make_settings(path))
+    path = copy_migrated(migrated_template, tmp_path / "db" / "autoforge.db")
     rows = ", ".join(f"({i}, vector32('[{i},{i % 13},{(i * 7) % 5}]'))" for i in range(1, 201))
     notes = ", ".join(f"('note {i}')" for i in range(500))
     execute(

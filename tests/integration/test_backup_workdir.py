@@ -17,12 +17,12 @@ import libsql
 import pytest
 
 from core.settings import Settings
-from db import migrations
 from db.database import Database
 from tasks.backup.service import create_backup
 from tasks.backup.workdir import remove_stale_workdirs, scratch_root
-from tests.conftest import make_settings
-from tests.support.processes import wait_for
+from tests.conftest import copy_migrated, make_settings
+from tests.support.polling import wait_for, wait_until
+from tests.support.processes import children_of, is_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,10 +52,9 @@ def run_backup(db_path: str, workdir: str) -> None:
 
 
 @pytest.fixture
-def live_db(tmp_path: Path) -> Path:
+def live_db(tmp_path: Path, migrated_template: Path) -> Path:
     """A migrated database with ~12 MB of filler: thousands of pages to copy."""
-    path = tmp_path / "db" / "autoforge.db"
-    migrations.upgrade(make_settings(path))
+    path = copy_migrated(migrated_template, tmp_path / "db" / "autoforge.db")
     connection = libsql.connect(str(path), isolation_level=None)
     try:
         connection.execute("CREATE TABLE filler (id INTEGER PRIMARY KEY, data BLOB)").fetchall()
@@ -99,8 +98,16 @@ def test_a_killed_backup_leaves_nothing_behind_after_the_next_one(
     live_db: Path, tmp_path: Path
 ) -> None:
     killed, left = start_backup(live_db, tmp_path)
+    copying = children_of(killed.pid)  # the copy process, which outlives it for a moment
     killed.kill()
     killed.join(TIMEOUT_S)
+    # Orphaned, the copy ends at its next progress report (its pipe is gone); until then
+    # it may still write into the folder.
+    wait_until(
+        lambda: not any(is_alive(pid) for pid in copying),
+        timeout=TIMEOUT_S,
+        what=f"the killed backup's copy process {copying} exiting",
+    )
     assert left.exists(), "the killed backup's folder should still be there"
     assert (left / "snapshot.db").exists()
     age(left)

@@ -11,7 +11,6 @@ released, and a lock held past the budget ends in :class:`DatabaseBusy`.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from db.repositories import PromptRepository
 from db.transaction import write_transaction
 from domain.prompts import Prompt
 from tests.conftest import make_settings
+from tests.support.api_server import run_api_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -224,17 +224,9 @@ def test_a_read_waits_out_a_busy_database_without_freezing_the_process(
 # --- the API process -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def api_url(migrated: Settings, db_path: Path, redis_url: str, tmp_path: Path) -> Iterator[str]:
     """A real API server process (uvicorn) on the migrated file and the session's Redis."""
-    port = _free_port()
     ours = {name.upper() for name in Settings.model_fields}
     env = {key: value for key, value in os.environ.items() if key.upper() not in ours}
     env.update(
@@ -243,37 +235,8 @@ def api_url(migrated: Settings, db_path: Path, redis_url: str, tmp_path: Path) -
         REDIS_URL=redis_url,
         AUTOFORGE_API_KEYS=API_KEY,
     )
-    log_path = tmp_path / "api.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.main:build", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"the API exited:\n{log_path.read_text(errors='replace')}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no /healthz:\n{log_path.read_text(errors='replace')}")
-                time.sleep(0.1)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with run_api_server(tmp_path, env, tmp_path / "api.log") as server:
+        yield server.url
 
 
 def test_the_api_answers_healthz_while_an_enqueue_waits_for_another_process(

@@ -21,7 +21,7 @@ from core.settings import Settings
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import JobError
-from tests.integration.test_api_support import AUTH, api_settings, client_for, ledger
+from tests.support.api import TestClient, ledger
 from tests.support.promql import metric_names
 
 pytestmark = pytest.mark.integration
@@ -41,14 +41,12 @@ _SUFFIXES = {
 
 
 @pytest.fixture
-def exported(migrated: Settings, db_path: Path, redis_url: str) -> set[str]:
+def exported(app_settings: Settings, client: TestClient) -> set[str]:
     """Every sample name the API exports, from real scrapes after some real traffic."""
-    settings = api_settings(db_path, redis_url)
-    with client_for(settings, headers=AUTH) as client:
-        ids = [client.post("/v1/jobs/canary", json={}).json()["id"] for _ in range(3)]
-        client.get(f"/v1/jobs/{ids[0]}")
-        _run_through_every_state(settings, ids)
-        texts = [client.get(path).text for path in ("/metrics", "/metrics/ledger")]
+    ids = [client.post("/v1/jobs/canary", json={}).json()["id"] for _ in range(3)]
+    client.get(f"/v1/jobs/{ids[0]}")
+    _run_through_every_state(app_settings, ids)
+    texts = [client.get(path).text for path in ("/metrics", "/metrics/ledger")]
     names: set[str] = set()
     for text in texts:
         for family in text_string_to_metric_families(text):

@@ -25,7 +25,7 @@ from db.models import JobModel
 from db.repositories.jobs import JobCursor, JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobKind, JobStatus
-from tests.integration.test_api_support import AUTH, api_settings, client_for, ledger
+from tests.support.api import AUTH, api_settings, client_for, ledger
 
 pytestmark = pytest.mark.integration
 

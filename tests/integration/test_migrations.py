@@ -23,7 +23,7 @@ from db import migrations
 from db.engine import create_db_engine
 from db.errors import CheckViolation
 from db.models import Base
-from tests.conftest import make_settings
+from tests.conftest import copy_migrated, make_settings
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,6 +39,17 @@ LIVE_QUERY = (
     "SELECT id FROM prompts WHERE user_id = 'u1' AND status = 'active' "
     "AND deleted_at IS NULL ORDER BY created_at DESC"
 )
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def migrated(settings: Settings) -> Settings:
+    """Migrated from base by this test (not a copy of the session's migrated file): here
+    the migrations are what is tested."""
+    migrations.upgrade(settings)
+    return settings
 
 
 # --------------------------------------------------------------------------- helpers
@@ -92,10 +103,12 @@ def _ids(settings: Settings) -> dict[str, set[str]]:
 
 
 def _structure(db_path: Path) -> dict[str, Any]:
-    """Columns, foreign keys and indexes of every table and index, as SQLite reports them.
+    """Columns, foreign keys and indexes of every table and index, as SQLite reports them,
+    and the SQL of every trigger.
 
-    The ``sql`` text of ``sqlite_master`` is left out (batch rebuilds reformat it), and so
-    are foreign-key ids (batch rebuilds emit foreign keys in no fixed order).
+    The ``sql`` text of tables and indexes is left out (batch rebuilds reformat it), and so
+    are foreign-key ids (batch rebuilds emit foreign keys in no fixed order). A trigger's
+    text is the migration's own.
     """
     pragmas = {
         "table": (
@@ -105,6 +118,7 @@ def _structure(db_path: Path) -> dict[str, Any]:
             'SELECT name, "unique", origin, partial FROM pragma_index_list(?) ORDER BY name',
         ),
         "index": ("SELECT * FROM pragma_index_xinfo(?) ORDER BY seqno",),
+        "trigger": ("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",),
     }
     conn = libsql.connect(str(db_path))
     try:
@@ -470,6 +484,23 @@ def test_boundary_values_pass_the_checks(migrated: Settings) -> None:
         _test_result("r-1", "e-pending", 1.0, 1),
     )
     assert len(_ids(migrated)["evaluations"]) == 5
+
+
+def test_a_copy_of_the_migrated_template_is_the_migrated_database(
+    migrated_template: Path, settings: Settings, db_path: Path, tmp_path: Path
+) -> None:
+    """What the other tests get as a migrated database is a whole libSQL database, the
+    same as one migrated from base."""
+    copy = make_settings(copy_migrated(migrated_template, tmp_path / "copy" / "copied.db"))
+    migrations.upgrade(settings)
+
+    assert copy.database.path is not None
+    assert _structure(copy.database.path) == _structure(db_path)
+    assert _raw_rows(copy.database.path, "PRAGMA integrity_check") == [("ok",)]
+    assert migrations.current_revision(copy) == HEAD
+    _execute(copy, _prompt("p1", "active"), _evaluation("e1", "p1"))
+    assert _ids(copy)["evaluations"] == {"e1"}
+    assert _rows(copy, "PRAGMA journal_mode") == [("wal",)]
 
 
 # --------------------------------------------------------------------------- 6. downgrade

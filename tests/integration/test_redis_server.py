@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.polling import wait_until
 from workers.redis_server import (
     LOCK_FILE_NAME,
     EmbeddedRedis,
@@ -56,15 +56,6 @@ def _alive(pid: int) -> bool:
         return True
     # The state follows the parenthesised command name, which may itself contain spaces.
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return not _alive(pid)
 
 
 def _locked_pid(data_dir: Path) -> int:
@@ -246,7 +237,11 @@ def test_server_dies_with_its_parent(tmp_path: Path, death: str) -> None:
             parent.stdin.flush()
         parent.wait(timeout=10)
 
-        assert _wait_gone(server_pid, seconds=5), f"valkey-server pid {server_pid} outlived it"
+        wait_until(
+            lambda: not _alive(server_pid),
+            timeout=5,
+            what=f"valkey-server pid {server_pid} gone with its parent",
+        )
 
 
 @pytest.mark.chaos

@@ -220,8 +220,12 @@ def test_a_worker_reports_its_settings_without_the_redis_password(
         # RedBeat finds the password in its options (the server refuses clients without).
         pipeline.start_beat(lock_holder=True)
 
-        # What Flower's Config tab shows: Celery's `inspect conf`, masked by Celery.
-        replies = pipeline.app.control.inspect(timeout=10).conf(with_defaults=with_defaults)
+        # What Flower's Config tab shows: Celery's `inspect conf`, masked by Celery. One
+        # worker runs, so one reply is all there is: without a limit, the broadcast would
+        # wait out its whole timeout for more.
+        replies = pipeline.app.control.inspect(timeout=10, limit=1).conf(
+            with_defaults=with_defaults
+        )
 
         assert replies, pipeline.describe()
         [(node, reported)] = replies.items()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.polling import wait_until
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -57,19 +58,22 @@ def run_api_server(cwd: Path, env: Mapping[str, str], log_path: Path) -> Iterato
         stderr=subprocess.STDOUT,
     )
     server = ApiServer(f"http://127.0.0.1:{port}", process, log_path)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the API exited ({process.returncode}):\n{server.log_text()}")
+        try:
+            return httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the API exited ({process.returncode}):\n{server.log_text()}")
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the API did not answer /healthz:\n{server.log_text()}")
-            time.sleep(0.1)
+        wait_until(
+            healthy,
+            timeout=START_TIMEOUT_S,
+            what="the API answering /healthz",
+            describe=server.log_text,
+        )
         yield server
     finally:
         process.terminate()

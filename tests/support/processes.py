@@ -10,7 +10,9 @@ SIGKILL to its whole group) and fails if any member of a group is left running.
 :meth:`Pipeline.api_client` serves the enqueue API in the test process on the same
 database and Redis.
 
-The helpers read ``/proc``: these tests run on Linux, like the workers they test.
+The helpers read ``/proc``: these tests run on Linux, like the workers they test. The
+waits are :mod:`tests.support.polling`'s (``wait_for`` and ``wait_until`` are re-exported
+here for the tests that use this module).
 """
 
 from __future__ import annotations
@@ -22,33 +24,30 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import redis
 from sqlalchemy import select
 
-from api.app import create_app
 from core.settings import JOB_KINDS, Settings
 from db import migrations
 from db.models import CanaryEffectModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
 from tests.conftest import make_settings
+from tests.support.api import TestClient, client_for
+from tests.support.logs import LogFile, LogSearch
+from tests.support.polling import poll
+from tests.support.polling import wait_for as wait_for
+from tests.support.polling import wait_until as wait_until
 from workers.app import create_celery
 from workers.queues import ALL_QUEUES, broker_lists
 from workers.runtime import Runtime
-
-with warnings.catch_warnings():
-    # Starlette asks for httpx2 in its TestClient; the lock pins httpx.
-    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-test-key"
@@ -70,46 +69,10 @@ FAST_TIMINGS: Mapping[str, Any] = {
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 40
-POLL_INTERVAL_S = 0.1
 # How a worker's lease keeper process is started (``python -m workers.lease_keeper``).
 LEASE_KEEPER_MODULE = "workers.lease_keeper"
 # What RedBeat logs when this beat holds the schedule lock (and so is the one that fires).
 BEAT_ACQUIRED_LOCK = "beat: Acquired lock"
-
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None],
-    *,
-    timeout: float,
-    what: str,
-    describe: Callable[[], str] = lambda: "",
-) -> T:
-    """Poll ``probe`` until it returns something other than None; fail at the deadline.
-
-    The failure names ``what`` was awaited and adds ``describe()`` (ledger rows, logs).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s\n{describe()}", pytrace=False)
-        time.sleep(POLL_INTERVAL_S)
-
-
-def wait_until(
-    condition: Callable[[], bool],
-    *,
-    timeout: float,
-    what: str,
-    describe: Callable[[], str] = lambda: "",
-) -> None:
-    """Poll ``condition`` until it holds; fail at the deadline."""
-    wait_for(lambda: True if condition() else None, timeout=timeout, what=what, describe=describe)
-
 
 # --- processes in /proc ------------------------------------------------------------------
 
@@ -175,6 +138,8 @@ class CeleryProcess:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
+        self.log_reader = LogFile(log_path)
+        self._terminated = False
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
         try:
@@ -203,14 +168,15 @@ class CeleryProcess:
         return self.process.poll() is None
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(log unreadable: {exc})"
+        """Everything the process has logged so far."""
+        return self.log_reader.text()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        tail = self.log_text().splitlines()[-lines:]
-        return "\n".join(tail) if tail else "(log empty)"
+        try:
+            tail = self.log_reader.tail(lines)
+        except OSError as exc:
+            return f"(log unreadable: {exc})"
+        return tail or "(log empty)"
 
     def describe(self) -> str:
         state = "running" if self.alive else f"exited with {self.process.returncode}"
@@ -222,13 +188,16 @@ class CeleryProcess:
     def wait_for_log(
         self, pattern: str, *, timeout: float = START_TIMEOUT_S, describe: Callable[[], str]
     ) -> re.Match[str]:
-        """Wait until the log matches ``pattern`` (a regular expression); fail if the
-        process exits first."""
-        compiled = re.compile(pattern)
+        """Wait until the log matches ``pattern`` (a regular expression, matching within
+        one line), whether the line was written before or during the wait; fail if the
+        process exits without writing it."""
+        search = LogSearch(self.log_reader, pattern)
 
         def probe() -> re.Match[str] | None:
-            match = compiled.search(self.log_text())
-            if match is None and not self.alive:
+            # Checked before reading: a line written just before an exit is still found.
+            alive = self.alive
+            match = search()
+            if match is None and not alive:
                 pytest.fail(
                     f"{self.name} exited (code {self.process.returncode}) before its log "
                     f"showed {pattern!r}\n{describe()}",
@@ -262,22 +231,27 @@ class CeleryProcess:
             describe=lambda: f"left: {group_members(self.pid)}",
         )
 
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (SIGTERM, sent once); :meth:`stop` waits for it."""
+        if self.alive and not self._terminated:
+            self._terminated = True
+            with suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[int]:
         """SIGTERM (a warm shutdown), then SIGKILL to the group. Returns the pids of group
         members still alive afterwards (none, unless something is badly wrong)."""
         try:
-            if self.alive:
-                self.process.send_signal(signal.SIGTERM)
+            self.terminate()
+            if self._terminated:
                 with suppress(subprocess.TimeoutExpired):
                     self.process.wait(timeout)
             # Pool processes may outlive a parent that died: end them as well.
             with suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             self.process.wait(timeout)
-            deadline = time.monotonic() + timeout
-            while (left := group_members(self.pid)) and time.monotonic() < deadline:
-                time.sleep(POLL_INTERVAL_S)
-            return left
+            poll(lambda: not group_members(self.pid), timeout=timeout)
+            return group_members(self.pid)
         finally:
             self._log.close()
 
@@ -308,8 +282,8 @@ class Pipeline:
     def api_client(self) -> Iterator[TestClient]:
         """The enqueue API on the pipeline's database and Redis, in this process, sending
         ``Authorization: Bearer`` :data:`API_KEY` with every request."""
-        app = create_app(self.settings_with(autoforge_api_keys=API_KEY))
-        with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        settings = self.settings_with(autoforge_api_keys=API_KEY)
+        with client_for(settings, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
             yield client
 
     # --- starting processes --------------------------------------------------------------
@@ -493,9 +467,12 @@ class Pipeline:
     # --- the end -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop every process (newest first); fail if one left a process behind."""
+        """Stop every process; fail if one left a process behind."""
         leftovers: dict[str, list[int]] = {}
         try:
+            # All are asked at once (newest first), so that their warm shutdowns overlap.
+            for process in reversed(self.processes):
+                process.terminate()
             for process in reversed(self.processes):
                 left = process.stop()
                 if left:

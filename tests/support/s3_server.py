@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
+
+from tests.support.polling import poll
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -58,15 +59,19 @@ class S3Server:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+        process = self._process
+
+        def answers() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"moto server exited at start:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):  # noqa: S310
-                    return self
+                    return True
             except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+                return False
+
+        if poll(answers, timeout=START_TIMEOUT_S):
+            return self
         self.stop()
         raise RuntimeError(
             f"moto server did not answer in {START_TIMEOUT_S:g} s:\n{self.log_tail()}"

@@ -1,6 +1,9 @@
-"""Helpers shared by the API's integration tests (this module holds no tests).
+"""The API in the test process: settings, started test clients, and their fixtures.
 
-Each test builds its own app on a migrated libSQL file and the session's real Redis.
+Registered as a plugin in ``tests/conftest.py``, so every test may ask for
+:func:`app_settings` (an API on the test's migrated libSQL file and the session's real
+Redis, accepting :data:`KEYS`) and :func:`client` (its app started, sending :data:`AUTH`).
+A test module that needs other settings overrides ``app_settings`` and keeps ``client``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -31,6 +35,8 @@ __all__ = [
     "OTHER_KEY",
     "TestClient",
     "api_settings",
+    "app_settings",
+    "client",
     "client_for",
     "ledger",
     "llen",
@@ -72,3 +78,16 @@ def llen(redis_url: str, queue: str) -> int:
         return total
     finally:
         client.close()
+
+
+@pytest.fixture
+def app_settings(migrated: Settings, db_path: Path, redis_url: str) -> Settings:
+    """The API's settings: the test's migrated database, the session's Redis, :data:`KEYS`."""
+    return api_settings(db_path, redis_url)
+
+
+@pytest.fixture
+def client(app_settings: Settings) -> Iterator[TestClient]:
+    """A client of an app started on ``app_settings``, sending :data:`AUTH`."""
+    with client_for(app_settings, headers=AUTH) as client:
+        yield client
