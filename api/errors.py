@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import AutoforgeError, InvalidData, NotFound, PermanentError, TransientError
 from db.errors import ConstraintViolation, DatabaseBusy, DatabaseUnavailable
-from workers.outbox import IdempotencyConflict
+from jobs.outbox import IdempotencyConflict
 
 log = logging.getLogger("autoforge.api")
 

@@ -35,8 +35,8 @@ from prometheus_client.core import (
 
 from db.repositories.job_stats import Histogram, JobStats, JobStatsRepository
 from db.repositories.jobs import JobRepository
-from workers.queues import ALL_QUEUES, broker_lists
-from workers.runtime import Runtime
+from jobs.queues import ALL_QUEUES, broker_lists
+from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.api.metrics")
 

@@ -10,15 +10,9 @@ from celery import Celery, signals
 
 from core.settings import Settings
 from db.database import Database
-from tasks.backup import tasks as backup_tasks
-from tasks.canary import tasks as canary_tasks
-from tasks.evaluation import tasks as evaluation_tasks
-from tasks.maintenance import tasks as maintenance_tasks
-from workers import broker_transport
-from workers.beat import beat_schedule
-from workers.leases import LeaseRenewal
-from workers.publisher import JobPublisher
-from workers.queues import (
+from jobs.leases import LeaseRenewal
+from jobs.publisher import JobPublisher
+from jobs.queues import (
     ALL_QUEUES,
     MAINTENANCE_QUEUE,
     PRIORITY_SEPARATOR,
@@ -26,7 +20,13 @@ from workers.queues import (
     task_queues,
     task_routes,
 )
-from workers.runtime import Runtime
+from jobs.runtime import Runtime
+from tasks.backup import tasks as backup_tasks
+from tasks.canary import tasks as canary_tasks
+from tasks.evaluation import tasks as evaluation_tasks
+from tasks.maintenance import tasks as maintenance_tasks
+from workers import broker_transport
+from workers.beat import beat_schedule
 
 log = logging.getLogger("autoforge.worker")
 

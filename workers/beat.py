@@ -13,7 +13,7 @@ from celery.schedules import crontab
 
 from core.errors import ConfigurationError
 from core.settings import Settings
-from workers.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+from jobs.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 
 #: The outbox sweeper's entry.
 SWEEP_OUTBOX_ENTRY = "sweep-outbox"

@@ -67,7 +67,7 @@ from core.local_secrets import (
 )
 from core.logging import redact
 from core.settings import Settings
-from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE
+from jobs.queues import ALL_QUEUES, MAINTENANCE_QUEUE
 
 # Reused, not copied: one place knows how a child asks to die with its parent.
 from workers.redis_server import EmbeddedRedis, client_host, die_with_parent

@@ -1,6 +1,6 @@
 """``/v1/jobs``: enqueue, inspect, list, cancel and retry jobs.
 
-Enqueue goes through the transactional outbox (:func:`workers.outbox.enqueue`): the
+Enqueue goes through the transactional outbox (:func:`jobs.outbox.enqueue`): the
 ledger row is committed first, then published. A job whose publish fails is still
 accepted (``202``); the outbox sweeper hands it to the broker later.
 """
@@ -26,11 +26,11 @@ from db.transaction import write_transaction
 from domain.evaluations import Evaluation, EvaluationStatus
 from domain.idempotency import client_key
 from domain.jobs import Job, JobKind, JobStatus
+from jobs.outbox import Enqueued, enqueue, publish_committed
 from tasks.canary.logic import CanaryArguments
 from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
 from tasks.evaluation.spec import EvaluationSpec
-from workers.outbox import Enqueued, enqueue, publish_committed
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

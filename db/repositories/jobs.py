@@ -42,7 +42,7 @@ class JobRepository:
 
     def add(self, job: Job) -> Job:
         """Insert a job, its publish recorded as done: the outbox publishes it right after
-        the commit and records only a failed publish (see :mod:`workers.outbox`)."""
+        the commit and records only a failed publish (see :mod:`jobs.outbox`)."""
         now = utcnow()
         row = JobModel(
             id=job.id,
@@ -109,7 +109,7 @@ class JobRepository:
 
     def claim(self, job_id: str, *, lease_s: float, owner: str | None = None) -> Job | None:
         """Mark a queued job (or one whose lease lapsed) running under ``owner``'s lease
-        and count the attempt. Workers always name the owner (see :mod:`workers.leases`);
+        and count the attempt. Workers always name the owner (see :mod:`jobs.leases`);
         a lease without one is never renewed.
 
         Returns ``None`` when the job must not run now: it is finished, cancelled, or

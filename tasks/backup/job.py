@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import TransientError
+from jobs.context import JobContext, JobOutcome
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import create_backup, prune_backups, restore_drill
-from tasks.context import JobContext, JobOutcome
 
 log = logging.getLogger("autoforge.jobs.backup")
 

@@ -8,10 +8,10 @@ from celery import signals
 
 from core.settings import Settings
 from domain.jobs import JobKind
+from jobs.ledger_task import LedgerTask
+from jobs.queues import ROUTES
 from tasks.backup.job import run_backup_job
 from tasks.backup.workdir import remove_stale_workdirs
-from tasks.base import LedgerTask
-from workers.queues import ROUTES
 
 
 def register(app: Any, settings: Settings) -> None:

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from sqlalchemy.orm import Session
 
 from db.models import CanaryEffectModel
-from tasks.context import JobContext, JobOutcome
-from tasks.errors import CanaryFailure
+from jobs.context import JobContext, JobOutcome
+from tasks.canary.errors import CanaryFailure
 
 
 class CanaryArguments(BaseModel):

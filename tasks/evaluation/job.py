@@ -20,8 +20,8 @@ from db.transaction import write_transaction
 from domain.evaluations import EvaluationStatus
 from domain.jobs import Job, JobError
 from domain.prompts import Prompt
-from tasks.context import JobContext, JobOutcome
-from tasks.errors import JobSuperseded
+from jobs.context import JobContext, JobOutcome
+from jobs.errors import JobSuperseded
 from tasks.evaluation.providers import provider_for
 from tasks.evaluation.rate_limit import limiter_for
 from tasks.evaluation.run import run_evaluation

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from core.errors import PermanentError, TransientError
 from core.settings import Settings
-from tasks.retry import RetryPolicy
+from jobs.retry import RetryPolicy
 
 log = logging.getLogger("autoforge.evaluation")
 

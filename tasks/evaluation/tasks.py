@@ -6,9 +6,9 @@ from typing import Any
 
 from core.settings import Settings
 from domain.jobs import JobKind
-from tasks.base import LedgerTask
+from jobs.ledger_task import LedgerTask
+from jobs.queues import ROUTES
 from tasks.evaluation.job import fail_evaluation, run_evaluation_job
-from workers.queues import ROUTES
 
 
 def register(app: Any, settings: Settings) -> None:

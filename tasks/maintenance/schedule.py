@@ -31,10 +31,10 @@ from core.settings import Settings
 from db.repositories.jobs import JobRepository
 from domain.idempotency import schedule_key
 from domain.jobs import JobKind
+from jobs.outbox import Enqueued, enqueue
+from jobs.queues import ENQUEUE_SCHEDULED_TASK
+from jobs.runtime import Runtime
 from workers.beat import beat_schedule, parse_cron
-from workers.outbox import Enqueued, enqueue
-from workers.queues import ENQUEUE_SCHEDULED_TASK
-from workers.runtime import Runtime
 
 # Searching further back than this for a fire is pointless: such a fire is older than any
 # ledger retention. It only bounds the search for schedules that almost never fire.

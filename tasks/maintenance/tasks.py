@@ -10,10 +10,10 @@ from core.settings import Settings
 from db.column_types import utcnow
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from tasks.base import LedgerTask
+from jobs.ledger_task import LedgerTask
+from jobs.outbox import sweep
+from jobs.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 from tasks.maintenance.schedule import catch_up, enqueue_fire
-from workers.outbox import sweep
-from workers.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 
 log = logging.getLogger("autoforge.maintenance")
 

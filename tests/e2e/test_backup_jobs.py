@@ -22,6 +22,8 @@ import pytest
 
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobKind, JobStatus
+from jobs.outbox import enqueue
+from jobs.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE
 from tasks.backup.service import list_backups, restore_backup
 from tests.support.backups import (
     KEY_A,
@@ -35,8 +37,6 @@ from tests.support.backups import (
 )
 from tests.support.processes import Pipeline, open_pipeline
 from workers.beat import beat_schedule
-from workers.outbox import enqueue
-from workers.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient

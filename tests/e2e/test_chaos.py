@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from domain.jobs import JobKind, JobStatus
+from jobs.outbox import enqueue
 from tests.support.processes import (
     Pipeline,
     group_members,
@@ -24,7 +25,6 @@ from tests.support.processes import (
     open_pipeline,
     wait_until,
 )
-from workers.outbox import enqueue
 from workers.redis_server import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]

@@ -12,8 +12,8 @@ import pytest
 
 from core.settings import Settings
 from domain.jobs import JobKind, JobStatus
+from jobs.outbox import enqueue
 from tests.support.processes import FAST_TIMINGS, Pipeline, open_pipeline, wait_until
-from workers.outbox import enqueue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 

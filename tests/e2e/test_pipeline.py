@@ -10,9 +10,9 @@ import pytest
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import JobKind, JobStatus
+from jobs.outbox import enqueue
+from jobs.queues import ROUTES
 from tests.support.processes import Pipeline, open_pipeline
-from workers.outbox import enqueue
-from workers.queues import ROUTES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,6 +19,7 @@ import pytest
 
 from core.settings import Settings
 from domain.jobs import JobKind, JobStatus
+from jobs.outbox import enqueue
 from tests.support.processes import (
     BEAT_ACQUIRED_LOCK,
     CeleryProcess,
@@ -27,7 +28,6 @@ from tests.support.processes import (
     wait_for,
     wait_until,
 )
-from workers.outbox import enqueue
 from workers.redis_server import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]

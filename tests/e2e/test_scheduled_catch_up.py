@@ -21,10 +21,10 @@ from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobKind, JobStatus
+from jobs.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE, SWEEP_OUTBOX_TASK
 from tasks.maintenance.schedule import catch_up
 from tests.support.processes import Pipeline, open_pipeline
 from workers.beat import beat_schedule
-from workers.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE, SWEEP_OUTBOX_TASK
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from domain.jobs import JobKind, JobStatus
+from jobs.outbox import enqueue
+from jobs.queues import ALL_QUEUES, MAINTENANCE_QUEUE
 from tests.support.processes import Pipeline, open_pipeline, wait_for
-from workers.outbox import enqueue
-from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

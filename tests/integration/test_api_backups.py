@@ -22,6 +22,7 @@ from db.database import Database
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError, JobKind, JobStatus
+from jobs.queues import broker_lists
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import create_backup
 from tests.integration.test_api_support import (
@@ -33,7 +34,6 @@ from tests.integration.test_api_support import (
     llen,
 )
 from tests.support.backups import KEY_A, assert_key_absent, parse_metrics, sample
-from workers.queues import broker_lists
 
 pytestmark = pytest.mark.integration
 

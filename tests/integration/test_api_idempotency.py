@@ -20,6 +20,7 @@ from core.settings import Settings
 from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
+from jobs.runtime import Runtime
 from tasks.maintenance.schedule import catch_up, enqueue_fire, fire_of, period_key
 from tests.integration.test_api_support import (
     KEY,
@@ -30,7 +31,6 @@ from tests.integration.test_api_support import (
     ledger,
 )
 from workers.beat import beat_schedule
-from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 A :class:`Pipeline` owns a migrated libSQL file, a Redis URL, the settings that every
 process shares (short timings, so that redelivery takes seconds rather than minutes), a
-:class:`~workers.runtime.Runtime` in the test process to enqueue jobs and read the
+:class:`~jobs.runtime.Runtime` in the test process to enqueue jobs and read the
 ledger, and every worker and beat it starts. Each process runs in its own session
 (process group) and writes to a log file under the pipeline's folder; failure messages
 quote the tails of those logs. Closing the pipeline stops every process (SIGTERM, then
@@ -40,10 +40,10 @@ from db import migrations
 from db.models import CanaryEffectModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
+from jobs.queues import ALL_QUEUES, broker_lists
+from jobs.runtime import Runtime
 from tests.conftest import make_settings
 from workers.app import create_celery
-from workers.queues import ALL_QUEUES, broker_lists
-from workers.runtime import Runtime
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 in its TestClient; the lock pins httpx.
@@ -71,8 +71,8 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 40
 POLL_INTERVAL_S = 0.1
-# How a worker's lease keeper process is started (``python -m workers.lease_keeper``).
-LEASE_KEEPER_MODULE = "workers.lease_keeper"
+# How a worker's lease keeper process is started (``python -m jobs.lease_keeper``).
+LEASE_KEEPER_MODULE = "jobs.lease_keeper"
 # What RedBeat logs when this beat holds the schedule lock (and so is the one that fires).
 BEAT_ACQUIRED_LOCK = "beat: Acquired lock"
 

@@ -28,7 +28,7 @@ from celery import Celery
 from pydantic import SecretStr
 
 from core.settings import Settings
-from workers.queues import ALL_QUEUES
+from jobs.queues import ALL_QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

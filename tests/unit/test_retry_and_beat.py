@@ -9,10 +9,10 @@ import pytest
 from celery.schedules import crontab
 
 from core.errors import ConfigurationError
-from tasks.retry import RetryPolicy
+from jobs.queues import PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+from jobs.retry import RetryPolicy
 from tests.conftest import make_settings
 from workers.beat import beat_schedule, parse_cron
-from workers.queues import PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 10, 30])

@@ -8,7 +8,7 @@ still running started elsewhere.
 
 So the worker's main process (the prefork parent, which runs no job code) knows which
 jobs its pool processes run, from Celery's own record of active requests, and hands that
-list to a small lease keeper process (:mod:`workers.lease_keeper`), which renews all of
+list to a small lease keeper process (:mod:`jobs.lease_keeper`), which renews all of
 them in one UPDATE every third of ``JOB_LEASE_S``. When a pool process dies, its lease is
 released at once, before Celery hands the message back, so the next delivery can claim
 the job without waiting for the lease to lapse. The keeper, not a thread of the main
@@ -39,7 +39,7 @@ from celery.worker import state as worker_state
 from celery.worker.request import Request
 
 from core.settings import Settings
-from workers.queues import JOB_TASK_NAMES
+from jobs.queues import JOB_TASK_NAMES
 
 log = logging.getLogger("autoforge.leases")
 
@@ -133,7 +133,7 @@ class LeaseRenewal:
             [
                 sys.executable,
                 "-m",
-                "workers.lease_keeper",
+                "jobs.lease_keeper",
                 "--worker",
                 self.worker_id,
                 "--parent",

@@ -6,7 +6,7 @@ A Celery task of ours takes a job id and nothing else. ``run_job``:
    owned by this process); a job that is finished, cancelled, or running elsewhere under
    a live lease is skipped, which makes redelivered messages harmless;
 2. runs the kind's logic; the worker's lease keeper, outside this process, keeps the
-   lease fresh meanwhile (:mod:`workers.leases`);
+   lease fresh meanwhile (:mod:`jobs.leases`);
 3. on success writes the job's effects and ``succeeded`` in one write transaction,
    guarded so that only the attempt that still owns the job can commit (exactly-once
    effects on top of at-least-once delivery);
@@ -32,11 +32,11 @@ from db.clock import database_now
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError
-from tasks.context import JobContext, JobOutcome
-from tasks.errors import AttemptsExhausted, JobSuperseded, JobTimedOut
-from tasks.retry import RetryPolicy
-from workers.leases import JobRequest
-from workers.runtime import Runtime
+from jobs.context import JobContext, JobOutcome
+from jobs.errors import AttemptsExhausted, JobSuperseded, JobTimedOut
+from jobs.leases import JobRequest
+from jobs.retry import RetryPolicy
+from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.jobs")
 

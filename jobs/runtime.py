@@ -15,8 +15,8 @@ import redis
 
 from core.settings import Settings
 from db.database import Database
-from workers.leases import LeaseRenewal
-from workers.publisher import JobPublisher
+from jobs.leases import LeaseRenewal
+from jobs.publisher import JobPublisher
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import PermanentError, TransientError
+from core.errors import PermanentError
 
 
 class JobTimedOut(PermanentError):
@@ -17,8 +17,4 @@ class JobSuperseded(PermanentError):
     """The job was cancelled or finished by another delivery while this attempt ran."""
 
 
-class CanaryFailure(TransientError):
-    """The canary failed on purpose (it was asked to)."""
-
-
-__all__ = ["AttemptsExhausted", "CanaryFailure", "JobSuperseded", "JobTimedOut"]
+__all__ = ["AttemptsExhausted", "JobSuperseded", "JobTimedOut"]

@@ -25,8 +25,8 @@ from core.errors import PermanentError
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobKind, JobStatus, request_fingerprint
-from workers.queues import RECOVERY_PRIORITY
-from workers.runtime import Runtime
+from jobs.queues import RECOVERY_PRIORITY
+from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.outbox")
 

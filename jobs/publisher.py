@@ -1,7 +1,7 @@
 """Hand jobs to the broker. Publishing is best effort: the ledger is the truth.
 
 A job whose publish fails stays ``queued``; the outbox sweeper hands it over again once
-the broker is back (see :mod:`workers.outbox`).
+the broker is back (see :mod:`jobs.outbox`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from domain.jobs import Job
-from workers.queues import JOB_PRIORITY, ROUTES
+from jobs.queues import JOB_PRIORITY, ROUTES
 
 log = logging.getLogger("autoforge.publisher")
 
