@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.redis_server import EmbeddedRedis
 from domain.jobs import JobKind, JobStatus
 from jobs.outbox import enqueue
 from tests.support.processes import (
@@ -25,7 +26,6 @@ from tests.support.processes import (
     open_pipeline,
     wait_until,
 )
-from workers.redis_server import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
+from devstack.redis_server import EmbeddedRedis
 from domain.jobs import JobKind, JobStatus
 from jobs.outbox import enqueue
 from tests.support.processes import (
@@ -28,7 +29,6 @@ from tests.support.processes import (
     wait_for,
     wait_until,
 )
-from workers.redis_server import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 

@@ -30,8 +30,8 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from workers.redis_server import EmbeddedRedis
-from workers.supervisor import (
+from devstack.redis_server import EmbeddedRedis
+from devstack.supervisor import (
     ChildSpec,
     Console,
     PortInUse,

@@ -10,7 +10,7 @@ and forwarded to our stdout, as docker compose and foreman do. One terminal show
 whole system in order, nothing piles up on disk, and a redirect (``autoforge up > log``)
 keeps it all. Known secrets are replaced by ``***`` in forwarded lines. The last lines of
 each child are also kept in memory for crash reports. The embedded Redis writes to
-``<data_dir>/redis/valkey.log`` (see :class:`~workers.redis_server.EmbeddedRedis`).
+``<data_dir>/redis/valkey.log`` (see :class:`~devstack.redis_server.EmbeddedRedis`).
 
 Children run in their own sessions, so a Ctrl-C in the terminal reaches only us and we
 stop them in order; each also asks the kernel for ``PR_SET_PDEATHSIG=SIGTERM``, so it
@@ -67,10 +67,10 @@ from core.local_secrets import (
 )
 from core.logging import redact
 from core.settings import Settings
-from jobs.queues import ALL_QUEUES, MAINTENANCE_QUEUE
 
 # Reused, not copied: one place knows how a child asks to die with its parent.
-from workers.redis_server import EmbeddedRedis, client_host, die_with_parent
+from devstack.redis_server import EmbeddedRedis, client_host, die_with_parent
+from jobs.queues import ALL_QUEUES, MAINTENANCE_QUEUE
 
 #: Queues a worker started by ``autoforge up`` consumes when none are chosen.
 DEFAULT_QUEUES: tuple[str, ...] = tuple(dict.fromkeys((*ALL_QUEUES, MAINTENANCE_QUEUE)))
