@@ -35,7 +35,7 @@ from prometheus_client.core import (
 
 from db.repositories.job_stats import Histogram, JobStats, JobStatsRepository
 from db.repositories.jobs import JobRepository
-from jobs.queues import ALL_QUEUES, broker_lists
+from jobs.queues import broker_lists
 from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.api.metrics")
@@ -73,7 +73,7 @@ class LedgerCollector:
             up["database"] = 1
             collected += _ledger_families(stats, backlog, backups)
         try:
-            depths = [(queue, _llen(self._redis, queue)) for queue in ALL_QUEUES]
+            depths = [(queue, _llen(self._redis, queue)) for queue in self._runtime.kinds.queues]
         except redis.RedisError as exc:
             log.warning("metrics: cannot read the queue depths: %s", type(exc).__name__)
             up["redis"] = 0

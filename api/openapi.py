@@ -16,8 +16,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from api.schemas import PromptCreate, PromptVersionCreate, ValidationErrorBody
-from tasks.backup.job import BackupArguments
-from tasks.canary.logic import CanaryArguments
+from tasks.backup.kind import BackupArguments
+from tasks.canary.kind import CanaryArguments
 from tasks.evaluation.spec import EvaluationSpec
 
 REF_PREFIX = "#/components/schemas/"

@@ -16,7 +16,7 @@ from domain.idempotency import key_shown_to_clients
 from domain.jobs import Job, JobKind, JobStatus
 from domain.prompts import Prompt, PromptStatus
 from domain.schemas import FiniteMetaValue, MetaKey, MetaValue, PromptTags
-from tasks.backup.job import BackupArguments
+from tasks.backup.kind import BackupArguments
 from tasks.backup.manifest import BackupManifest
 
 

@@ -70,10 +70,8 @@ from core.settings import Settings
 
 # Reused, not copied: one place knows how a child asks to die with its parent.
 from devstack.redis_server import EmbeddedRedis, client_host, die_with_parent
-from jobs.queues import ALL_QUEUES, MAINTENANCE_QUEUE
+from tasks.registry import kind_registry
 
-#: Queues a worker started by ``autoforge up`` consumes when none are chosen.
-DEFAULT_QUEUES: tuple[str, ...] = tuple(dict.fromkeys((*ALL_QUEUES, MAINTENANCE_QUEUE)))
 #: The worker's node name; ``%h`` is Celery's placeholder for the host name.
 WORKER_NODE_NAME = "autoforge@%h"
 
@@ -99,7 +97,7 @@ class UpOptions:
     worker: bool = True
     beat: bool = True
     flower: bool = True
-    #: Queues for the worker; empty means :data:`DEFAULT_QUEUES` (all of them).
+    #: Queues for the worker; empty means all of them (every kind's, and maintenance).
     queues: tuple[str, ...] = ()
     stop_timeout_s: float = 30.0
     escalation_grace_s: float = 10.0
@@ -582,14 +580,14 @@ def describe_exit(code: int | None) -> str:
 # --- ``autoforge up`` -----------------------------------------------------------------------
 
 
-def resolve_queues(options: UpOptions) -> tuple[str, ...]:
-    """The worker's queues: the chosen ones (checked) or all of them."""
+def resolve_queues(options: UpOptions, known: Sequence[str]) -> tuple[str, ...]:
+    """The worker's queues: the chosen ones (checked against ``known``) or all of them."""
     if not options.queues:
-        return DEFAULT_QUEUES
-    unknown = [queue for queue in options.queues if queue not in DEFAULT_QUEUES]
+        return tuple(known)
+    unknown = [queue for queue in options.queues if queue not in known]
     if unknown:
         raise ConfigurationError(
-            f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_QUEUES)}"
+            f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
     return tuple(dict.fromkeys(options.queues))
 
@@ -683,7 +681,7 @@ def _ensure_credentials(
 
 
 def child_specs(
-    settings: Settings, options: UpOptions, *, flower_auth: str | None
+    settings: Settings, options: UpOptions, queues: Sequence[str], *, flower_auth: str | None
 ) -> list[ChildSpec]:
     """The processes ``autoforge up`` supervises, each started with this interpreter."""
     python = sys.executable
@@ -720,7 +718,7 @@ def child_specs(
                 "worker",
                 (
                     *celery, "worker",
-                    "-Q", ",".join(resolve_queues(options)),
+                    "-Q", ",".join(queues),
                     "-c", str(settings.worker_concurrency),
                     "--hostname", WORKER_NODE_NAME,
                     "--loglevel", level,
@@ -785,12 +783,16 @@ def run_up(
     """Start and supervise the whole system until a stop signal; the process exit code.
 
     Raises:
-        ConfigurationError: a port is taken (:class:`PortInUse`), a queue is unknown, a
-            required secret is missing outside ``local``, or Redis cannot start.
+        ConfigurationError: the settings do not fit the job kinds, a port is taken
+            (:class:`PortInUse`), a queue is unknown, a required secret is missing
+            outside ``local``, or Redis cannot start.
     """
     if not (options.api or options.worker or options.beat or options.flower):
         raise ConfigurationError("nothing to start: every process was switched off")
-    resolve_queues(options)  # fail on a typo before anything starts
+    kinds = kind_registry()
+    # Each child would refuse these settings at start: say so once, before anything starts.
+    kinds.check_settings(settings)
+    queues = resolve_queues(options, kinds.queues)  # fail on a typo before anything starts
     check_ports(settings, options)
     # Imported late: loading Alembic logs its plugins, noise before a refusal above.
     from db import migrations
@@ -830,10 +832,10 @@ def run_up(
                 flower = _http_base(settings.bind_host, settings.flower_port)
                 printer.say(f"Flower: {flower}  (basic auth, user {user})")
             if options.worker:
-                printer.say(f"worker queues: {', '.join(resolve_queues(options))}")
+                printer.say(f"worker queues: {', '.join(queues)}")
             printer.say("Ctrl-C stops everything")
             supervisor = Supervisor(
-                child_specs(settings, options, flower_auth=credentials.flower_auth),
+                child_specs(settings, options, queues, flower_auth=credentials.flower_auth),
                 stop_timeout_s=options.stop_timeout_s,
                 escalation_grace_s=options.escalation_grace_s,
                 max_restarts=options.max_restarts,

@@ -47,6 +47,15 @@ class JobError:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressDetail:
+    """A job's progress in its own units (an evaluation: cases done of total)."""
+
+    done: int
+    total: int
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One accepted unit of background work and its state."""
 

@@ -1,6 +1,9 @@
-"""Errors of running jobs, in the closed tree of :mod:`core.errors`."""
+"""Errors of the job engine, in the closed tree of :mod:`core.errors`."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from core.errors import PermanentError
 
@@ -17,4 +20,38 @@ class JobSuperseded(PermanentError):
     """The job was cancelled or finished by another delivery while this attempt ran."""
 
 
-__all__ = ["AttemptsExhausted", "JobSuperseded", "JobTimedOut"]
+class UnknownKind(PermanentError):
+    """No job kind of that name is declared."""
+
+
+class KindDisabled(PermanentError):
+    """The job kind is declared but does not accept new jobs."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentProblem:
+    """One reason a job's arguments cannot be used; ``loc`` is where, inside them."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+
+class InvalidArguments(PermanentError):
+    """The job's arguments cannot be used."""
+
+    def __init__(self, problems: Sequence[ArgumentProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(
+            "; ".join(".".join(map(str, p.loc)) + f": {p.message}" for p in self.problems)
+        )
+
+
+__all__ = [
+    "ArgumentProblem",
+    "AttemptsExhausted",
+    "InvalidArguments",
+    "JobSuperseded",
+    "JobTimedOut",
+    "KindDisabled",
+    "UnknownKind",
+]

@@ -97,7 +97,7 @@ class LedgerTask(Task):  # type: ignore[misc]
             except TransientError as exc:
                 return self._retry_or_fail(job, exc, policy, fail)
             except SoftTimeLimitExceeded:
-                limit = settings.time_limit_s(str(job.kind))
+                limit = runtime.kinds.time_limit_s(settings, str(job.kind))
                 fail(job, JobTimedOut(f"ran past its time limit ({limit} s)"))
                 raise
             except PermanentError as exc:

@@ -27,7 +27,7 @@ from domain.evaluations import Evaluation, EvaluationStatus
 from domain.idempotency import client_key
 from domain.jobs import Job, JobKind, JobStatus
 from jobs.outbox import Enqueued, enqueue, publish_committed
-from tasks.canary.logic import CanaryArguments
+from tasks.canary.kind import CanaryArguments
 from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
 from tasks.evaluation.spec import EvaluationSpec
@@ -300,7 +300,8 @@ def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
             raise JobStateConflict(
                 "A failed evaluation is final; enqueue a new evaluation run instead."
             )
-        jobs.requeue_failed(job_id, more_attempts=resources.settings.max_attempts(str(job.kind)))
+        more = resources.runtime.kinds.max_attempts(resources.settings, str(job.kind))
+        jobs.requeue_failed(job_id, more_attempts=more)
         return _existing(jobs, job_id)
 
     requeued = write_transaction(resources.runtime.db, unit)

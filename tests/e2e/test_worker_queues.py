@@ -10,7 +10,7 @@ import pytest
 
 from domain.jobs import JobKind, JobStatus
 from jobs.outbox import enqueue
-from jobs.queues import ALL_QUEUES, MAINTENANCE_QUEUE
+from jobs.queues import MAINTENANCE_QUEUE
 from tests.support.processes import Pipeline, open_pipeline, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,7 +38,7 @@ def _consumed(pipeline: Pipeline) -> dict[str, set[str]]:
 def test_a_worker_started_without_queues_consumes_every_queue(pipeline: Pipeline) -> None:
     worker = pipeline.start_worker(queues=None)
 
-    assert list(_consumed(pipeline).values()) == [set(ALL_QUEUES)]
+    assert list(_consumed(pipeline).values()) == [set(pipeline.runtime.kinds.queues)]
     job_id = enqueue(pipeline.runtime, JobKind.CANARY, {}).job.id
     pipeline.wait_for_job(job_id, JobStatus.SUCCEEDED)
     assert NO_MAINTENANCE not in worker.log_text()

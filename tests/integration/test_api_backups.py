@@ -25,6 +25,7 @@ from domain.jobs import Job, JobError, JobKind, JobStatus
 from jobs.queues import broker_lists
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import create_backup
+from tasks.registry import kind_registry
 from tests.integration.test_api_support import (
     AUTH,
     TestClient,
@@ -112,7 +113,7 @@ class TestEnqueue:
         assert (job["kind"], job["status"]) == ("backup", "queued")
         # Defaults are filled in before the job is recorded.
         assert job["arguments"] == {"mode": "backup", "prune": False}
-        assert job["max_attempts"] == app_settings.max_attempts("backup")
+        assert job["max_attempts"] == kind_registry().max_attempts(app_settings, "backup")
         stored = _stored(app_settings, job["id"])
         assert stored.kind is JobKind.BACKUP
         assert stored.published_at is not None

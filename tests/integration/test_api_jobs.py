@@ -15,6 +15,7 @@ from core.settings import Settings
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError, JobKind, JobStatus
+from tasks.registry import kind_registry
 from tests.integration.test_api_support import (
     AUTH,
     TestClient,
@@ -82,7 +83,7 @@ class TestEnqueue:
         assert job["status"] == "queued"
         assert job["arguments"] == {"sleep_ms": 10, "fail_times": 2}
         assert job["attempts"] == 0
-        assert job["max_attempts"] == app_settings.max_attempts("canary")
+        assert job["max_attempts"] == kind_registry().max_attempts(app_settings, "canary")
         assert job["progress"] == 0.0
         assert job["result"] is None
         assert job["error"] is None

@@ -35,13 +35,14 @@ import redis
 from sqlalchemy import select
 
 from api.app import create_app
-from core.settings import JOB_KINDS, Settings
+from core.settings import Settings
 from db import migrations
 from db.models import CanaryEffectModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
-from jobs.queues import ALL_QUEUES, broker_lists
+from jobs.queues import broker_lists
 from jobs.runtime import Runtime
+from tasks.registry import kind_registry
 from tests.conftest import make_settings
 from workers.app import create_celery
 
@@ -56,7 +57,7 @@ API_KEY = "e2e-test-key"
 # Short timings: a lost job comes back in seconds. The visibility timeout must exceed
 # every time limit and the longest retry delay (the settings check it).
 FAST_TIMINGS: Mapping[str, Any] = {
-    "job_time_limits_s": dict.fromkeys(JOB_KINDS, 20),
+    "job_time_limits_s": dict.fromkeys(kind_registry().names, 20),
     "celery_visibility_timeout_s": 25,
     "job_retry_backoff_s": 0.2,
     "job_retry_backoff_max_s": 2,
@@ -483,7 +484,7 @@ class Pipeline:
             except Exception as exc:  # describing must not hide the original failure
                 parts.append(f"ledger row of {job_id} unreadable: {exc!r}")
         try:
-            queues = {name: self.queue_length(name) for name in ALL_QUEUES}
+            queues = {name: self.queue_length(name) for name in self.runtime.kinds.queues}
             parts.append(f"redis queue lengths: {queues}")
         except redis.RedisError as exc:
             parts.append(f"redis unreadable: {exc!r}")
