@@ -74,12 +74,12 @@ def create_app(settings: Settings) -> FastAPI:
             413: {"model": ErrorBody, "description": "The body is too large."},
         },
     )
-    v1.include_router(jobs.router)
+    v1.include_router(jobs.build_router(kinds))
     v1.include_router(prompts.router)
     v1.include_router(evaluations.router)
     v1.include_router(backups.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    install_openapi(app)
+    install_openapi(app, kinds)
     return app

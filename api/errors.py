@@ -80,13 +80,6 @@ class UnknownJobKind(ApiError):
     code = "unknown_job_kind"
 
 
-class JobKindNotImplemented(ApiError):
-    """This job kind cannot be enqueued yet."""
-
-    status_code = 501
-    code = "not_implemented"
-
-
 class JobStateConflict(ApiError):
     """The job is not in a state that allows this action."""
 

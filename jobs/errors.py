@@ -28,6 +28,10 @@ class KindDisabled(PermanentError):
     """The job kind is declared but does not accept new jobs."""
 
 
+class UndeclaredSchedule(PermanentError):
+    """No job kind declares a schedule that fires this job."""
+
+
 @dataclass(frozen=True, slots=True)
 class ArgumentProblem:
     """One reason a job's arguments cannot be used; ``loc`` is where, inside them."""
@@ -53,5 +57,6 @@ __all__ = [
     "JobSuperseded",
     "JobTimedOut",
     "KindDisabled",
+    "UndeclaredSchedule",
     "UnknownKind",
 ]

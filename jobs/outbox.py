@@ -15,7 +15,6 @@ committed, nothing that happens to the bookkeeping can turn the answer into an e
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 from core.errors import PermanentError
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobKind, JobStatus, request_fingerprint
+from domain.jobs import Job, JobStatus, request_fingerprint
 from jobs.errors import KindDisabled
 from jobs.queues import RECOVERY_PRIORITY
 from jobs.runtime import Runtime
@@ -49,9 +48,9 @@ def enqueue(
     arguments: dict[str, Any],
     *,
     idempotency_key: str | None = None,
-    with_domain_rows: Callable[[Session, Job], None] | None = None,
 ) -> Enqueued:
-    """Accept a job: ledger row (plus domain rows) committed first, then published.
+    """Accept a job: ledger row (plus the kind's domain rows) committed first, then
+    published.
 
     Raises:
         UnknownKind: no kind of that name is declared (its job would never run).
@@ -75,15 +74,15 @@ def enqueue(
                 return existing, False
         job = jobs.add(
             Job(
-                kind=JobKind(declared.name),
+                kind=declared.name,
                 arguments=arguments,
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
                 max_attempts=max_attempts,
             )
         )
-        if with_domain_rows is not None:
-            with_domain_rows(session, job)
+        if declared.domain_rows is not None:
+            declared.domain_rows.load()(session, job)
         return job, True
 
     job, created = write_transaction(runtime.db, unit)

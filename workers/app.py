@@ -121,7 +121,7 @@ def create_celery(settings: Settings, kinds: KindRegistry | None = None) -> Cele
         worker_send_task_events=True,
         timezone="UTC",
         enable_utc=True,
-        beat_schedule=beat_schedule(settings),
+        beat_schedule=beat_schedule(settings, kinds),
         # RedBeat that rides out Redis outages (workers/beat_scheduler.py); it retries by
         # itself, so no ``retry_period`` (that would stall a tick for up to a minute).
         beat_scheduler="workers.beat_scheduler:OutageTolerantScheduler",

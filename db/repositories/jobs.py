@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from db.clock import db_now
 from db.column_types import utcnow
 from db.models import JobModel
-from domain.jobs import Job, JobError, JobKind, JobStatus
+from domain.jobs import Job, JobError, JobStatus
 
 UNFINISHED = (str(JobStatus.QUEUED), str(JobStatus.RUNNING))
 
@@ -84,7 +84,7 @@ class JobRepository:
     def list_recent(
         self,
         *,
-        kind: JobKind | None = None,
+        kind: str | None = None,
         status: JobStatus | None = None,
         limit: int = 50,
         after: JobCursor | None = None,
@@ -380,20 +380,6 @@ class JobRepository:
         )
         return [(kind, int(count), float(total or 0.0)) for kind, count, total in rows]
 
-    def backup_outcomes(self) -> list[tuple[str, str, int, float | None]]:
-        """(mode, status, number, newest finish as Unix time) of backup jobs."""
-        mode = func.coalesce(func.json_extract(JobModel.arguments, "$.mode"), "backup")
-        newest = func.max((func.julianday(JobModel.finished_at) - 2440587.5) * 86400)
-        rows = self.session.execute(
-            select(mode, JobModel.status, func.count(), newest)
-            .where(JobModel.kind == str(JobKind.BACKUP))
-            .group_by(mode, JobModel.status)
-        )
-        return [
-            (str(m), str(status), int(count), float(last) if last is not None else None)
-            for m, status, count, last in rows
-        ]
-
     def outbox_backlog(self) -> int:
         """Queued jobs whose publish failed (recorded), waiting for the sweeper."""
         return int(
@@ -423,7 +409,7 @@ def _changed(result: Any) -> bool:
 def to_domain(row: JobModel) -> Job:
     return Job(
         id=row.id,
-        kind=JobKind(row.kind),
+        kind=row.kind,
         status=JobStatus(row.status),
         arguments=row.arguments,
         idempotency_key=row.idempotency_key,

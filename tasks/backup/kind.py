@@ -36,13 +36,14 @@ KIND = KindSpec(
     task_name="autoforge.backup",
     arguments=BackupArguments,
     example={"mode": "backup", "prune": False},
-    summary="Take a backup, or run a restore drill",
+    summary="Enqueue a backup or a restore drill",
     description="Take a consistent online backup now (verified, stored, retention "
     'applied), or with `{"mode": "drill"}` restore the newest backup into a temporary '
     "file and check it. The catalogue is at `/v1/backups`.",
     logic=Ref("tasks.backup.job:run_backup_job"),
     max_attempts=3,
     time_limit_s=3600,
+    metrics=Ref("tasks.backup.metrics:BACKUP_METRICS"),
     schedules=(
         Schedule(
             name="nightly-backup",

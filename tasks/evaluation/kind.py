@@ -34,7 +34,7 @@ KIND = KindSpec(
             },
         ],
     },
-    summary="Run an evaluation",
+    summary="Enqueue an evaluation run",
     description="Run a prompt against test cases with an LLM provider and score the "
     "outputs.\n\nThe evaluation (`pending`) and its job are created in one transaction; "
     "the evaluation has the job's id: follow progress at `/v1/jobs/{id}`, read the results "
@@ -42,7 +42,14 @@ KIND = KindSpec(
     "variable without a value or a value without a placeholder, a scorer that is not "
     "available) answer `422` naming the field.",
     logic=Ref("tasks.evaluation.job:run_evaluation_job"),
-    on_failure=Ref("tasks.evaluation.job:fail_evaluation"),
     max_attempts=5,
     time_limit_s=1800,
+    admission=Ref("tasks.evaluation.admission:admit"),
+    # The evaluation follows its job: made, cancelled and failed with it.
+    domain_rows=Ref("tasks.evaluation.lifecycle:create_evaluation"),
+    on_cancel=Ref("tasks.evaluation.lifecycle:cancel_evaluation"),
+    on_failure=Ref("tasks.evaluation.lifecycle:fail_evaluation"),
+    # An evaluation's status only moves forward (pending -> running -> final).
+    retry_refused="A failed evaluation is final; enqueue a new evaluation run instead.",
+    progress_detail=Ref("tasks.evaluation.lifecycle:progress_in_cases"),
 )

@@ -13,7 +13,7 @@ from db.transaction import write_transaction
 from jobs.ledger_task import LedgerTask
 from jobs.outbox import sweep
 from jobs.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
-from tasks.maintenance.schedule import catch_up, enqueue_fire
+from jobs.schedule import catch_up, enqueue_fire
 
 log = logging.getLogger("autoforge.maintenance")
 

@@ -21,7 +21,7 @@ from core.settings import Settings
 from db.database import Database
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobError, JobKind, JobStatus
+from domain.jobs import Job, JobError, JobStatus
 from jobs.queues import broker_lists
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import create_backup
@@ -115,7 +115,7 @@ class TestEnqueue:
         assert job["arguments"] == {"mode": "backup", "prune": False}
         assert job["max_attempts"] == kind_registry().max_attempts(app_settings, "backup")
         stored = _stored(app_settings, job["id"])
-        assert stored.kind is JobKind.BACKUP
+        assert stored.kind == "backup"
         assert stored.published_at is not None
         # One message on the maintenance list, for the backup task, named after the job.
         messages = _queued_messages(redis_url, "maintenance")
@@ -270,9 +270,7 @@ class TestCatalogue:
 def _add_job(db: Database, arguments: dict[str, Any]) -> Job:
     return write_transaction(
         db,
-        lambda s: JobRepository(s).add(
-            Job(kind=JobKind.BACKUP, arguments=arguments, max_attempts=3)
-        ),
+        lambda s: JobRepository(s).add(Job(kind="backup", arguments=arguments, max_attempts=3)),
     )
 
 

@@ -33,7 +33,7 @@ from db.transaction import write_transaction
 from domain.evaluations import Evaluation, EvaluationStatus
 from domain.jobs import JobError, JobStatus
 from domain.prompts import Prompt
-from tasks.evaluation.job import fail_evaluation
+from tasks.evaluation.lifecycle import fail_evaluation
 from tasks.registry import kind_registry
 from tests.integration.test_api_support import (
     AUTH,

@@ -21,7 +21,8 @@ from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
 from jobs.runtime import Runtime
-from tasks.maintenance.schedule import catch_up, enqueue_fire, fire_of, period_key
+from jobs.schedule import catch_up, enqueue_fire, fire_of, scheduled_jobs
+from tasks.registry import kind_registry
 from tests.integration.test_api_support import (
     KEY,
     OTHER_KEY,
@@ -116,7 +117,8 @@ def test_a_client_cannot_reach_the_scheduled_backup_through_its_key(
 ) -> None:
     mine, _ = clients
     now = datetime.now(UTC)
-    _, arguments, period, cron = beat_schedule(app_settings)["nightly-backup"]["args"]
+    schedule = beat_schedule(app_settings, kind_registry())
+    _, arguments, period, cron = schedule["nightly-backup"]["args"]
     made, key = enqueue_fire(mine.runtime, "backup", arguments, period, cron, now)
     assert made.created
     assert key.startswith("schedule:backup:backup:")
@@ -140,12 +142,10 @@ def test_a_client_cannot_block_the_scheduled_jobs_by_using_their_keys_first(
     scheduler, cancel that job, and the period's backup (or drill) never happens."""
     mine, _ = clients
     now = datetime.now(UTC)
-    schedule = beat_schedule(app_settings)
+    schedule = beat_schedule(app_settings, kind_registry())
     fires = {name: schedule[name]["args"] for name in ("nightly-backup", "restore-drill")}
-    keys = {
-        name: period_key(kind, arguments, period, fire_of(cron, now))
-        for name, (kind, arguments, period, cron) in fires.items()
-    }
+    scheduled = {job.name: job for job in scheduled_jobs(app_settings, kind_registry())}
+    keys = {name: scheduled[name].key(fire_of(cron, now)) for name, (*_, cron) in fires.items()}
     for name, body in (("nightly-backup", BACKUP), ("restore-drill", {"mode": "backup"})):
         answer = mine.post("/v1/jobs/backup", body, key=keys[name])
         assert answer.status_code == 202, answer.text

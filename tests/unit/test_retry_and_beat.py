@@ -11,8 +11,10 @@ from celery.schedules import crontab
 from core.errors import ConfigurationError
 from jobs.queues import PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 from jobs.retry import RetryPolicy
+from jobs.schedule import parse_cron
+from tasks.registry import kind_registry
 from tests.conftest import make_settings
-from workers.beat import beat_schedule, parse_cron
+from workers.beat import beat_schedule
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 10, 30])
@@ -53,7 +55,7 @@ def test_parse_cron_names_the_variable(expression: str, problem: str) -> None:
 
 def test_beat_schedule_comes_from_the_settings(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "x.db", sweeper_interval_s=7, prune_cron="5 4 * * 0")
-    schedule = beat_schedule(settings)
+    schedule = beat_schedule(settings, kind_registry())
     assert schedule["sweep-outbox"]["task"] == SWEEP_OUTBOX_TASK
     assert schedule["sweep-outbox"]["schedule"] == timedelta(seconds=7)
     assert schedule["prune-ledger"]["task"] == PRUNE_LEDGER_TASK
