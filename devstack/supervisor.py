@@ -70,6 +70,7 @@ from core.settings import Settings
 
 # Reused, not copied: one place knows how a child asks to die with its parent.
 from devstack.redis_server import EmbeddedRedis, client_host, die_with_parent
+from jobs.retry import SUPERVISOR_RESTART_POLICY, RetryPolicy
 from tasks.registry import kind_registry
 
 #: The worker's node name; ``%h`` is Celery's placeholder for the host name.
@@ -234,8 +235,7 @@ class Supervisor:
         escalation_grace_s: float = 10.0,
         max_restarts: int = 5,
         restart_window_s: float = 60.0,
-        backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 30.0,
+        restart_policy: RetryPolicy = SUPERVISOR_RESTART_POLICY,
         secrets: Sequence[str] = (),
         ready_probe: tuple[str, Callable[[], bool]] | None = None,
         console: Console | None = None,
@@ -249,8 +249,7 @@ class Supervisor:
         self._escalation_grace_s = escalation_grace_s
         self._max_restarts = max_restarts
         self._restart_window_s = restart_window_s
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
+        self._restart_policy = restart_policy
         self._secrets = [s for s in secrets if s]
         self._ready_probe = ready_probe
         self._console = console if console is not None else Console()
@@ -378,7 +377,7 @@ class Supervisor:
                 "giving up and stopping everything"
             )
             return None
-        delay = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** (count - 1))
+        delay = self._restart_policy.delay(count)
         self.warn(
             f"restarting {name} in {delay:.1f} s "
             f"(restart {count} of at most {self._max_restarts} within "

@@ -35,7 +35,7 @@ from domain.jobs import Job, JobError
 from jobs.context import JobContext, JobOutcome
 from jobs.errors import AttemptsExhausted, JobSuperseded, JobTimedOut
 from jobs.leases import JobRequest
-from jobs.retry import RetryPolicy
+from jobs.retry import RetryPolicy, job_retry_policy
 from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.jobs")
@@ -68,7 +68,7 @@ class LedgerTask(Task):  # type: ignore[misc]
         runtime = self.runtime
         settings = runtime.settings
         fail = partial(self._fail, on_failure=on_failure)
-        policy = RetryPolicy(settings.job_retry_backoff_s, settings.job_retry_backoff_max_s)
+        policy = job_retry_policy(settings)
         owner = runtime.leases.owner()
         try:
             job = write_transaction(

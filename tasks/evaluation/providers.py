@@ -34,8 +34,6 @@ log = logging.getLogger("autoforge.evaluation")
 
 T = TypeVar("T")
 
-#: Backoff between retries of one provider call (a ``Retry-After`` counts up to ``max_s``).
-PROVIDER_RETRY_POLICY = RetryPolicy(base_s=1.0, max_s=60.0)
 
 _BODY_EXCERPT_CHARS = 200
 # Statuses that say "the same request may work later".
@@ -375,7 +373,6 @@ def provider_for(name: str, settings: Settings) -> Provider:
 
 
 __all__ = [
-    "PROVIDER_RETRY_POLICY",
     "Completion",
     "CompletionRequest",
     "EchoProvider",

@@ -26,9 +26,8 @@ from typing import Any
 from core.errors import PermanentError
 from domain.evaluations import TestResult
 from domain.schemas import EvaluationMetrics
-from jobs.retry import RetryPolicy
+from jobs.retry import PROVIDER_RETRY_POLICY, RetryPolicy
 from tasks.evaluation.providers import (
-    PROVIDER_RETRY_POLICY,
     Completion,
     CompletionRequest,
     Provider,

@@ -41,6 +41,7 @@ from devstack.supervisor import (
     check_ports,
     port_is_free,
 )
+from jobs.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -486,7 +487,10 @@ def _supervise(
     """Run a :class:`Supervisor` here; returns (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     supervisor = Supervisor(
-        specs, console=Console(out, err), backoff_initial_s=0.05, backoff_max_s=0.2, **kwargs
+        specs,
+        console=Console(out, err),
+        restart_policy=RetryPolicy(base_s=0.05, max_s=0.2, jitter=False),
+        **kwargs,
     )
     with StopSignals() as stop:
         timer = None
