@@ -113,10 +113,11 @@ class JobRepository:
         a lease without one is never renewed.
 
         Returns ``None`` when the job must not run now: it is finished, cancelled, or
-        running under a live lease elsewhere.
+        running under a live lease elsewhere. One statement: the UPDATE returns the row
+        it claimed.
         """
         now = utcnow()
-        result = self.session.execute(
+        claimed = self.session.scalars(
             update(JobModel)
             .where(
                 JobModel.id == job_id,
@@ -137,10 +138,11 @@ class JobRepository:
                 available_at=None,
                 updated_at=now,
             )
-        )
-        if not _changed(result):
-            return None
-        return self.get(job_id)
+            .returning(JobModel),
+            # The session may hold this row from an earlier read: take the new values.
+            execution_options={"populate_existing": True},
+        ).one_or_none()
+        return to_domain(claimed) if claimed is not None else None
 
     def renew_leases(self, held: list[tuple[str, str]], *, lease_s: float) -> int:
         """Extend the leases of running jobs, each given as (job id, lease owner); a job
