@@ -65,6 +65,8 @@ class LedgerTask(Task):  # type: ignore[misc]
     def run_job(
         self, job_id: str, logic: JobLogic, *, on_failure: FailureHook | None = None
     ) -> dict[str, Any]:
+        """Claim job ``job_id``, run ``logic`` on it and record how it ended (see the
+        module's docstring); ``on_failure`` runs in the transaction that ends it failed."""
         runtime = self.runtime
         settings = runtime.settings
         fail = partial(self._fail, on_failure=on_failure)

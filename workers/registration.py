@@ -50,6 +50,9 @@ def _register(app: Celery, kind: KindSpec, limit: int) -> None:
         name=kind.task_name,
         base=LedgerTask,
         bind=True,
+        # This app's task only: a shared task would be added to every app built later in
+        # the process (tests build many), each with another copy of this closure.
+        shared=False,
         time_limit=limit,
         soft_time_limit=max(1, int(limit * 0.9)),
     )(run)

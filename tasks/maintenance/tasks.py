@@ -19,8 +19,15 @@ log = logging.getLogger("autoforge.maintenance")
 
 
 def register(app: Any, settings: Settings) -> None:
+    """Register the housekeeping tasks on ``app`` (on it alone: ``shared=False``)."""
+
     @app.task(
-        name=SWEEP_OUTBOX_TASK, base=LedgerTask, bind=True, time_limit=120, soft_time_limit=100
+        name=SWEEP_OUTBOX_TASK,
+        base=LedgerTask,
+        bind=True,
+        shared=False,
+        time_limit=120,
+        soft_time_limit=100,
     )
     def sweep_outbox(self: LedgerTask) -> dict[str, int]:
         """Republish queued jobs the broker may have lost and jobs whose worker died;
@@ -37,7 +44,12 @@ def register(app: Any, settings: Settings) -> None:
         }
 
     @app.task(
-        name=ENQUEUE_SCHEDULED_TASK, base=LedgerTask, bind=True, time_limit=60, soft_time_limit=50
+        name=ENQUEUE_SCHEDULED_TASK,
+        base=LedgerTask,
+        bind=True,
+        shared=False,
+        time_limit=60,
+        soft_time_limit=50,
     )
     def enqueue_scheduled(
         self: LedgerTask,
@@ -57,7 +69,12 @@ def register(app: Any, settings: Settings) -> None:
         return {"job_id": accepted.job.id, "created": accepted.created, "key": key}
 
     @app.task(
-        name=PRUNE_LEDGER_TASK, base=LedgerTask, bind=True, time_limit=600, soft_time_limit=540
+        name=PRUNE_LEDGER_TASK,
+        base=LedgerTask,
+        bind=True,
+        shared=False,
+        time_limit=600,
+        soft_time_limit=540,
     )
     def prune_ledger(self: LedgerTask) -> dict[str, Any]:
         """Delete finished jobs older than the retention period."""
