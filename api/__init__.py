@@ -1,1 +1,1 @@
-"""The thin HTTP enqueue API (FastAPI). Built by the job-pipeline issue."""
+"""The thin HTTP enqueue API (FastAPI): app factory, auth, limits, one module per resource."""

@@ -156,6 +156,9 @@ class KindSpec:
     metrics: Ref[KindMetrics] | None = None
     schedules: tuple[Schedule, ...] = ()
     on_worker_start: Ref[WorkerStartHook] | None = None
+    #: The module of the kind's own tables (``tasks.<kind>.models``), on the application's
+    #: declarative base; made by the kind's migration.
+    models: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):

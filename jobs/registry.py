@@ -123,6 +123,13 @@ class KindRegistry:
             for field, defaults in self.setting_defaults().items()
         }
 
+    def load_models(self) -> None:
+        """Import every kind's own tables, so that they join the declarative base's
+        metadata (what Alembic and the schema check compare the database with)."""
+        for kind in self:
+            if kind.models is not None:
+                importlib.import_module(kind.models)
+
     def schedules(self) -> list[tuple[KindSpec, Schedule]]:
         """Every declared schedule, with its kind."""
         return [(kind, schedule) for kind in self for schedule in kind.schedules]

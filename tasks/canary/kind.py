@@ -49,6 +49,8 @@ KIND = KindSpec(
     description="It sleeps `sleep_ms`, fails transiently `fail_times` times, then writes "
     "one effect row keyed by its id. It exercises the whole pipeline.",
     logic=Ref("tasks.canary.logic:run_canary"),
+    # Its one effect per job: tasks/canary/models.py, made by revision 0004.
+    models="tasks.canary.models",
     # It fails on purpose up to 10 times, then succeeds.
     max_attempts=11,
     time_limit_s=120,

@@ -12,10 +12,10 @@ import time
 
 from sqlalchemy.orm import Session
 
-from db.models import CanaryEffectModel
 from jobs.context import JobContext, JobOutcome
 from tasks.canary.errors import CanaryFailure
 from tasks.canary.kind import CanaryArguments
+from tasks.canary.repository import CanaryEffectRepository
 
 
 class _Timespec(ctypes.Structure):
@@ -52,8 +52,7 @@ def run_canary(context: JobContext) -> JobOutcome:
     attempt = context.attempt
 
     def write_effect(session: Session) -> None:
-        session.add(CanaryEffectModel(job_id=context.job.id, attempt=attempt))
-        session.flush()
+        CanaryEffectRepository(session).add(context.job.id, attempt=attempt)
 
     return JobOutcome(
         result={"slept_ms": arguments.sleep_ms, "attempts": attempt},

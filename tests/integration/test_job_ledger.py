@@ -13,10 +13,11 @@ from db.clock import database_now
 from db.column_types import utcnow
 from db.database import Database
 from db.errors import CheckViolation, UniqueViolation
-from db.models import CanaryEffectModel, JobModel
+from db.models import JobModel
 from db.repositories.jobs import JobCursor, JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError, JobStatus
+from tasks.canary.models import CanaryEffectModel
 
 pytestmark = pytest.mark.integration
 

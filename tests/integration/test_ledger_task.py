@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 
 from core.errors import TransientError
 from core.settings import Settings
-from db.models import CanaryEffectModel
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError, JobStatus
 from jobs.context import JobContext, JobOutcome
 from jobs.ledger_task import LedgerTask
 from jobs.runtime import Runtime
+from tasks.canary.models import CanaryEffectModel
 from tests.conftest import make_settings
 from tests.integration.test_api_support import llen
 from workers.app import create_celery

@@ -37,11 +37,11 @@ from sqlalchemy import select
 from api.app import create_app
 from core.settings import Settings
 from db import migrations
-from db.models import CanaryEffectModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
 from jobs.queues import broker_lists
 from jobs.runtime import Runtime
+from tasks.canary.models import CanaryEffectModel
 from tasks.registry import kind_registry
 from tests.conftest import make_settings
 from workers.app import create_celery

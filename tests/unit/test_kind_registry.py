@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -231,3 +232,18 @@ def test_the_schedule_of_a_fire_is_found_by_its_kind_and_arguments() -> None:
     assert (drill.name, drill.key) == ("restore-drill", "drill")
     assert registry.schedule_of("backup", {"mode": "backup"}) is None
     assert registry.schedule_of("teleport", {}) is None
+
+
+def test_a_kinds_own_tables_join_the_metadata_when_its_models_are_loaded() -> None:
+    # A fresh process: in this one, another test may have imported the canary's models.
+    script = (
+        "from db.models import Base\n"
+        "from tasks.registry import kind_registry\n"
+        "before = 'canary_effects' in Base.metadata.tables\n"
+        "kind_registry().load_models()\n"
+        "print(before, 'canary_effects' in Base.metadata.tables)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]
