@@ -2,7 +2,7 @@
 """Bootstrap and run AutoForge Jobs with nothing but Python 3.11+.
 
     python3 dev.py up      start the system on embedded defaults
-    python3 dev.py test    run the whole test suite (lint, types, tests)
+    python3 dev.py test    run the whole test suite (lint, types, import contracts, tests)
 
 Both create ``.venv`` on first use and install the locked dependencies into it
 (``requirements-dev.lock``, hash-checked), re-installing when the lock file changes.
@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
             [BIN / "ruff", "check", "."],
             [BIN / "ruff", "format", "--check", "."],
             [BIN / "mypy"],
+            [BIN / "lint-imports"],
             [BIN / "pytest", *argv[1:]],
         ],
     }

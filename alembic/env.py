@@ -14,8 +14,11 @@ from alembic import context
 from core.settings import Settings, load_settings
 from db.engine import create_db_engine
 from db.models import Base
+from tasks.registry import kind_registry
 
 config = context.config
+# The job kinds' own tables (tasks/<kind>/models.py) join the metadata too.
+kind_registry().load_models()
 target_metadata = Base.metadata
 
 

@@ -1,1 +1,1 @@
-"""The thin HTTP enqueue API (FastAPI): jobs, prompts, evaluations, backups, health, metrics."""
+"""The thin HTTP enqueue API (FastAPI): app factory, auth, limits, one module per resource."""

@@ -22,6 +22,7 @@ from api.resources import ApiResources
 from api.routes import backups, evaluations, health, jobs, metrics, prompts
 from api.schemas import ErrorBody
 from core.settings import Settings
+from tasks.registry import kind_registry
 
 DESCRIPTION = """
 Enqueue background jobs and inspect them in the durable job ledger.
@@ -33,7 +34,13 @@ whose `loc` names the field.
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The API for ``settings``."""
+    """The API for ``settings``.
+
+    Raises:
+        ConfigurationError: the settings do not fit the declared job kinds.
+    """
+    kinds = kind_registry()
+    kinds.check_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,12 +74,12 @@ def create_app(settings: Settings) -> FastAPI:
             413: {"model": ErrorBody, "description": "The body is too large."},
         },
     )
-    v1.include_router(jobs.router)
+    v1.include_router(jobs.build_router(kinds))
     v1.include_router(prompts.router)
     v1.include_router(evaluations.router)
     v1.include_router(backups.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    install_openapi(app)
+    install_openapi(app, kinds)
     return app

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import AutoforgeError, InvalidData, NotFound, PermanentError, TransientError
 from db.errors import ConstraintViolation, DatabaseBusy, DatabaseUnavailable
-from workers.outbox import IdempotencyConflict
+from jobs.outbox import IdempotencyConflict
 
 log = logging.getLogger("autoforge.api")
 
@@ -78,13 +78,6 @@ class UnknownJobKind(ApiError):
 
     status_code = 404
     code = "unknown_job_kind"
-
-
-class JobKindNotImplemented(ApiError):
-    """This job kind cannot be enqueued yet."""
-
-    status_code = 501
-    code = "not_implemented"
 
 
 class JobStateConflict(ApiError):

@@ -7,8 +7,9 @@ Two registries, served on two paths, so that what is shared is exported once:
   Prometheus scrapes it on every API replica and sums.
 - ``/metrics/ledger`` (:attr:`ApiMetrics.ledger_registry`): read from the job ledger and
   Redis at scrape time: jobs by kind and status, status changes, retries, lease lapses,
-  job durations and start delays, the outbox backlog, queue depths, backup outcomes.
-  Every replica would answer the same, so Prometheus scrapes it from one target.
+  job durations and start delays, the outbox backlog, queue depths, and each kind's own
+  metrics (its declaration's ``metrics``: backup outcomes). Every replica would answer the
+  same, so Prometheus scrapes it from one target.
 
 The job figures come from ``job_stats``, which triggers on ``jobs`` keep in the writer's
 own transaction (migration 0007): counters that never fall when finished jobs are
@@ -35,8 +36,9 @@ from prometheus_client.core import (
 
 from db.repositories.job_stats import Histogram, JobStats, JobStatsRepository
 from db.repositories.jobs import JobRepository
-from workers.queues import ALL_QUEUES, broker_lists
-from workers.runtime import Runtime
+from jobs.kind import KindMetrics
+from jobs.queues import broker_lists
+from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.api.metrics")
 
@@ -55,7 +57,16 @@ class LedgerCollector:
         self._redis = redis_client
 
     def describe(self) -> Iterable[Metric]:
-        return [*_ledger_families(JobStats(), 0, []), _queue_family([]), _source_family({})]
+        kinds = [metrics.describe() for metrics in self._kind_metrics()]
+        return [
+            *_ledger_families(JobStats(), 0),
+            *(family for families in kinds for family in families),
+            _queue_family([]),
+            _source_family({}),
+        ]
+
+    def _kind_metrics(self) -> list[KindMetrics]:
+        return [kind.metrics.load() for kind in self._runtime.kinds if kind.metrics is not None]
 
     def collect(self) -> Iterable[Metric]:
         up: dict[str, int] = {}
@@ -63,17 +74,16 @@ class LedgerCollector:
         try:
             with self._runtime.db.read_session() as session:
                 stats = JobStatsRepository(session).read()
-                jobs = JobRepository(session)
-                backlog = jobs.outbox_backlog()
-                backups = jobs.backup_outcomes()
+                backlog = JobRepository(session).outbox_backlog()
+                kinds = [family for m in self._kind_metrics() for family in m.collect(session)]
         except Exception as exc:  # a scrape must not fail because the database did
             log.warning("metrics: cannot read the job ledger: %s", type(exc).__name__)
             up["database"] = 0
         else:
             up["database"] = 1
-            collected += _ledger_families(stats, backlog, backups)
+            collected += [*_ledger_families(stats, backlog), *kinds]
         try:
-            depths = [(queue, _llen(self._redis, queue)) for queue in ALL_QUEUES]
+            depths = [(queue, _llen(self._redis, queue)) for queue in self._runtime.kinds.queues]
         except redis.RedisError as exc:
             log.warning("metrics: cannot read the queue depths: %s", type(exc).__name__)
             up["redis"] = 0
@@ -83,9 +93,7 @@ class LedgerCollector:
         return [*collected, _source_family(up)]
 
 
-def _ledger_families(
-    stats: JobStats, backlog: int, backups: list[tuple[str, str, int, float | None]]
-) -> list[Metric]:
+def _ledger_families(stats: JobStats, backlog: int) -> list[Metric]:
     jobs = GaugeMetricFamily(
         f"{PREFIX}_jobs", "Jobs in the ledger by kind and status.", labels=["kind", "status"]
     )
@@ -133,23 +141,7 @@ def _ledger_families(
         f"{PREFIX}_outbox_backlog", "Queued jobs never handed to the broker."
     )
     outbox.add_metric([], backlog)
-    backup_jobs = GaugeMetricFamily(
-        f"{PREFIX}_backup_jobs",
-        "Backup jobs in the ledger by mode (backup, drill) and status; a failed drill is a "
-        "failed job.",
-        labels=["mode", "status"],
-    )
-    backup_last = GaugeMetricFamily(
-        f"{PREFIX}_backup_last_success_timestamp_seconds",
-        "When the newest successful backup job of each mode finished (Unix time); a "
-        "backup succeeds only once it is verified and stored.",
-        labels=["mode"],
-    )
-    for mode, status, count, last in backups:
-        backup_jobs.add_metric([mode, status], count)
-        if status == "succeeded" and last is not None:
-            backup_last.add_metric([mode], last)
-    return [jobs, changes, retries, lapses, durations, delays, outbox, backup_jobs, backup_last]
+    return [jobs, changes, retries, lapses, durations, delays, outbox]
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:

@@ -3,8 +3,8 @@
 FastAPI documents every ``422`` with its own ``HTTPValidationError``; this API answers
 with its one error shape instead (:func:`api.errors.error_response`), so each ``422`` is
 documented as :class:`api.schemas.ValidationErrorBody`. Every request body carries an
-example, kept here next to the others: a new body without one fails
-``tests/unit/test_openapi.py``.
+example: the API's own are kept here, each job kind's is in its declaration
+(``tasks/<kind>/kind.py``); a new body without one fails ``tests/unit/test_openapi.py``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from api.schemas import BackupRequest, PromptCreate, PromptVersionCreate, ValidationErrorBody
-from tasks.canary.logic import CanaryArguments
-from tasks.evaluation.spec import EvaluationSpec
+from api.schemas import PromptCreate, PromptVersionCreate, ValidationErrorBody
+from jobs.registry import KindRegistry
 
 REF_PREFIX = "#/components/schemas/"
 # FastAPI's own validation error models, replaced by ours.
@@ -28,30 +27,8 @@ VALIDATION_ERROR_EXAMPLE: dict[str, Any] = {
     "detail": [{"type": "missing", "loc": ["body", "title"], "msg": "Field required", "input": {}}],
 }
 
-#: An example of each request body, by model.
+#: An example of each of the API's own request bodies, by model.
 REQUEST_EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
-    CanaryArguments: {"sleep_ms": 500, "fail_times": 1},
-    BackupRequest: {"mode": "backup", "prune": False},
-    EvaluationSpec: {
-        "prompt_id": "0b9f6a52-8d1e-4c4b-9a57-3f2e1c0d9b7a",
-        "provider": "echo",
-        "model": "echo-1",
-        "threshold": 0.5,
-        "test_cases": [
-            {
-                "name": "ann",
-                "variables": {"name": "Ann", "lang": "English"},
-                "expected": "Say hello to Ann in English.",
-                "scorers": ["exact"],
-            },
-            {
-                "name": "bob",
-                "variables": {"name": "Bob", "lang": "French"},
-                "expected": "Bonjour",
-                "scorers": ["contains", {"type": "regex", "pattern": "Bob"}],
-            },
-        ],
-    },
     PromptCreate: {
         "title": "greeting",
         "content": "Say hello to {{ name }} in {{ lang }}.",
@@ -66,8 +43,14 @@ REQUEST_EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
 }
 
 
-def install_openapi(app: FastAPI) -> None:
+def request_examples(kinds: KindRegistry) -> dict[type[BaseModel], dict[str, Any]]:
+    """An example of every request body: the API's own and each job kind's."""
+    return {**REQUEST_EXAMPLES, **{kind.arguments: dict(kind.example) for kind in kinds}}
+
+
+def install_openapi(app: FastAPI, kinds: KindRegistry) -> None:
     """Make ``app`` serve the corrected document at its ``openapi_url`` (built once)."""
+    examples = request_examples(kinds)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -77,13 +60,15 @@ def install_openapi(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = corrected(document)
+            app.openapi_schema = corrected(document, examples)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def corrected(document: dict[str, Any]) -> dict[str, Any]:
+def corrected(
+    document: dict[str, Any], request_examples: dict[type[BaseModel], dict[str, Any]]
+) -> dict[str, Any]:
     """``document`` with the API's 422 shape and request examples (changed in place)."""
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
@@ -91,7 +76,7 @@ def corrected(document: dict[str, Any]) -> dict[str, Any]:
     body_schema = ValidationErrorBody.model_json_schema(ref_template=REF_PREFIX + "{model}")
     schemas.update(body_schema.pop("$defs", {}))
     schemas[ValidationErrorBody.__name__] = body_schema
-    examples = {model.__name__: example for model, example in REQUEST_EXAMPLES.items()}
+    examples = {model.__name__: example for model, example in request_examples.items()}
 
     for operations in document.get("paths", {}).values():
         for operation in operations.values():

@@ -18,8 +18,8 @@ from redis.retry import Retry
 from api.auth import ApiKeyRing
 from api.metrics import ApiMetrics
 from core.settings import Settings
+from jobs.runtime import Runtime
 from workers.app import broker_url, create_celery
-from workers.runtime import Runtime
 
 REDIS_PROBE_TIMEOUT_S = 1.0
 

@@ -1,6 +1,6 @@
 """Request and response bodies of the API (the OpenAPI schema at ``/docs``).
 
-Job-kind request bodies live with their kind (e.g. :class:`tasks.canary.logic.
+Job-kind request bodies are declared with their kind (e.g. :class:`tasks.canary.kind.
 CanaryArguments`); these are the API's own shapes. Timestamps are ISO 8601 in UTC.
 """
 
@@ -13,25 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.evaluations import Evaluation, EvaluationStatus, TestResult
 from domain.idempotency import key_shown_to_clients
-from domain.jobs import Job, JobKind, JobStatus
+from domain.jobs import Job, JobStatus
+from domain.jobs import ProgressDetail as JobProgressDetail
 from domain.prompts import Prompt, PromptStatus
 from domain.schemas import FiniteMetaValue, MetaKey, MetaValue, PromptTags
-from tasks.backup.job import BackupArguments
 from tasks.backup.manifest import BackupManifest
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class BackupRequest(BackupArguments):
-    """``POST /v1/jobs/backup`` body: :class:`~tasks.backup.job.BackupArguments`, strictly.
-
-    Strict: ``"prune": 0`` or ``"true"`` is a 422, as the schema's ``boolean`` says, not
-    a guess at what was meant.
-    """
-
-    model_config = ConfigDict(strict=True)
 
 
 class ErrorDetail(BaseModel):
@@ -84,7 +74,7 @@ class JobOut(BaseModel):
     """A job as recorded in the ledger."""
 
     id: str
-    kind: JobKind
+    kind: str = Field(description="The job's kind: `POST /v1/jobs/{kind}` enqueues one.")
     status: JobStatus
     arguments: dict[str, Any]
     attempts: int
@@ -102,7 +92,8 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def from_domain(cls, job: Job) -> JobOut:
+    def from_domain(cls, job: Job, progress_detail: JobProgressDetail | None = None) -> JobOut:
+        """``job`` as the API shows it; ``progress_detail`` comes from its kind, if any."""
         return cls(
             id=job.id,
             kind=job.kind,
@@ -111,7 +102,11 @@ class JobOut(BaseModel):
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             progress=job.progress,
-            progress_detail=_progress_detail(job),
+            progress_detail=ProgressDetail(
+                done=progress_detail.done, total=progress_detail.total, unit=progress_detail.unit
+            )
+            if progress_detail is not None
+            else None,
             result=job.result,
             error=JobErrorOut(kind=job.error.kind, message=job.error.message)
             if job.error
@@ -121,18 +116,6 @@ class JobOut(BaseModel):
             started_at=job.started_at,
             finished_at=job.finished_at,
         )
-
-
-def _progress_detail(job: Job) -> ProgressDetail | None:
-    if job.kind is not JobKind.EVALUATION:
-        return None
-    cases = job.arguments.get("test_cases")
-    if not isinstance(cases, list) or not cases:
-        return None
-    total = len(cases)
-    return ProgressDetail(
-        done=min(total, int(job.progress * total + 1e-9)), total=total, unit="cases"
-    )
 
 
 class JobPage(BaseModel):

@@ -52,6 +52,8 @@ import libsql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from workers.redis_server import EmbeddedRedis  # noqa: E402
+
 from api.pagination import encode_cursor  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from db import migrations  # noqa: E402
@@ -62,7 +64,6 @@ from db.space import file_space  # noqa: E402
 from db.transaction import write_transaction  # noqa: E402
 from domain.jobs import Job, JobKind, JobStatus  # noqa: E402
 from tasks.maintenance.pruning import VACUUM_STEP_PAGES, prune_ledger  # noqa: E402
-from workers.redis_server import EmbeddedRedis  # noqa: E402
 
 API_KEY = "afk_bench-ledger-growth-key"
 HISTORY_DAYS = 45

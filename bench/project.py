@@ -22,6 +22,10 @@ if str(ROOT) not in sys.path:  # run as a file, not as ``python -m bench``
 from celery.exceptions import DuplicateTaskNameWarning  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
+from workers.outbox import enqueue  # noqa: E402
+from workers.queues import PRUNE_LEDGER_TASK, ROUTES  # noqa: E402
+from workers.redis_server import EmbeddedRedis  # noqa: E402
+from workers.runtime import Runtime  # noqa: E402
 
 from core.errors import AutoforgeError  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -31,10 +35,6 @@ from db.models import JobModel  # noqa: E402
 from db.transaction import write_transaction  # noqa: E402
 from domain.jobs import JobKind, JobStatus  # noqa: E402
 from workers.app import create_celery  # noqa: E402
-from workers.outbox import enqueue  # noqa: E402
-from workers.queues import PRUNE_LEDGER_TASK, ROUTES  # noqa: E402
-from workers.redis_server import EmbeddedRedis  # noqa: E402
-from workers.runtime import Runtime  # noqa: E402
 
 # The bench builds one product app per database it measures, all in this process: each
 # new app also receives the earlier apps' (shared) tasks, and Celery warns about the

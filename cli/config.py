@@ -9,6 +9,7 @@ import typer
 
 from cli.options import command_settings
 from core.settings_view import settings_view
+from tasks.registry import kind_registry
 
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 
@@ -31,7 +32,9 @@ def config_show(
     URL shows everything but its password).
     """
     settings = command_settings()
-    view = settings_view(settings)
+    kinds = kind_registry()
+    kinds.check_settings(settings)
+    view = settings_view(settings, in_force=kinds.effective(settings))
     if as_json:
         typer.echo(
             json.dumps(

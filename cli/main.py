@@ -143,7 +143,7 @@ def up(
     Ctrl-C or SIGTERM stops everything gracefully: running tasks finish first (up to
     --stop-timeout seconds); a second Ctrl-C stops at once.
     """
-    from workers.supervisor import UpOptions, run_up
+    from devstack.supervisor import UpOptions, run_up
 
     overrides: dict[str, Any] = {
         name: value

@@ -24,23 +24,6 @@ from core.errors import ConfigurationError
 
 AppEnv = Literal["local", "staging", "production"]
 
-JOB_KINDS = ("canary", "evaluation", "embedding", "backup", "replica-sync")
-DEFAULT_TIME_LIMITS_S = {
-    "canary": 120,
-    "evaluation": 1800,
-    "embedding": 1800,
-    "backup": 3600,
-    "replica-sync": 600,
-}
-# The canary fails on purpose up to 10 times, then succeeds.
-DEFAULT_MAX_ATTEMPTS = {
-    "canary": 11,
-    "evaluation": 5,
-    "embedding": 5,
-    "backup": 3,
-    "replica-sync": 5,
-}
-
 # Which variables name the database (and its token) in each environment.
 _REMOTE_VARIABLES: dict[str, tuple[str, str]] = {
     "staging": ("TURSO_STAGING_DATABASE_URL", "TURSO_STAGING_AUTH_TOKEN"),
@@ -131,13 +114,16 @@ class Settings(BaseSettings):
     sweeper_interval_s: float = Field(5.0, gt=0)
     job_retry_backoff_s: float = Field(2.0, gt=0)
     job_retry_backoff_max_s: float = Field(300.0, gt=0)
+    # Overrides of the kinds' declared limits (jobs/kind.py), checked against the declared
+    # kinds when an app is built (jobs.registry.KindRegistry.check_settings).
     job_time_limits_s: dict[str, int] = Field(
-        default_factory=lambda: dict(DEFAULT_TIME_LIMITS_S),
-        description="Hard time limit per job kind (JSON); the soft limit is 90% of it.",
+        default_factory=dict,
+        description="Hard time limit per job kind (JSON), over the kind's own; the soft "
+        "limit is 90% of it.",
     )
     job_max_attempts: dict[str, int] = Field(
-        default_factory=lambda: dict(DEFAULT_MAX_ATTEMPTS),
-        description="Attempts per job kind before it ends failed (JSON).",
+        default_factory=dict,
+        description="Attempts per job kind before it ends failed (JSON), over the kind's own.",
     )
     # --- evaluation runs: LLM providers --------------------------------------------------
     openai_base_url: str = Field(
@@ -208,24 +194,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_pipeline(self) -> Settings:
+        # Which kinds exist, and so the longest time limit that the visibility timeout must
+        # exceed, is known to the kinds' declarations: checked when an app is built.
         for name in ("job_time_limits_s", "job_max_attempts"):
             table: dict[str, int] = getattr(self, name)
-            unknown = sorted(set(table) - set(JOB_KINDS))
-            if unknown:
-                raise ValueError(
-                    f"{name.upper()} names unknown job kinds {unknown}; known: {list(JOB_KINDS)}"
-                )
             if any(value < 1 for value in table.values()):
                 raise ValueError(f"{name.upper()} values must be at least 1")
-        longest = max(self.time_limit_s(kind) for kind in JOB_KINDS)
-        longest_wait = max(longest, self.job_retry_backoff_max_s)
-        if self.celery_visibility_timeout_s <= longest_wait:
-            # Redis redelivers an unacknowledged task after this long: a shorter timeout
-            # would run a still-running (or delayed) task twice.
-            raise ValueError(
-                f"CELERY_VISIBILITY_TIMEOUT_S ({self.celery_visibility_timeout_s}) must exceed "
-                f"the longest job time limit and retry delay ({longest_wait:g} s)"
-            )
         if self.outbox_republish_after_s <= self.sweeper_interval_s:
             # Else every sweep would publish every waiting job again.
             raise ValueError(
@@ -272,13 +246,6 @@ class Settings(BaseSettings):
         if self.allow_echo_provider is not None:
             return self.allow_echo_provider
         return self.app_env == "local"
-
-    def time_limit_s(self, kind: str) -> int:
-        """The hard time limit of a job kind."""
-        return self.job_time_limits_s.get(kind, DEFAULT_TIME_LIMITS_S[kind])
-
-    def max_attempts(self, kind: str) -> int:
-        return self.job_max_attempts.get(kind, DEFAULT_MAX_ATTEMPTS[kind])
 
     def api_keys(self) -> list[str]:
         """The accepted API keys (``AUTOFORGE_API_KEYS``, comma-separated)."""

@@ -11,6 +11,7 @@ What is hidden, and how much:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,12 +94,19 @@ def environment_variable(name: str) -> str:
     return alias.upper() if isinstance(alias, str) else name.upper()
 
 
-def settings_view(settings: Settings) -> list[SettingView]:
-    """Every setting, in declaration order, safe to print."""
+def settings_view(
+    settings: Settings, *, in_force: Mapping[str, Any] | None = None
+) -> list[SettingView]:
+    """Every setting, in declaration order, safe to print.
+
+    ``in_force`` replaces the values of some fields by what is in force, e.g. the per-kind
+    limits with the defaults of the declared kinds filled in (settings know only overrides).
+    """
+    values = in_force or {}
     return [
         SettingView(
             variable=environment_variable(name),
-            value=_shown(getattr(settings, name)),
+            value=_shown(values[name] if name in values else getattr(settings, name)),
             source="set" if name in settings.model_fields_set else "default",
         )
         for name in Settings.model_fields

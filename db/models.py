@@ -1,4 +1,7 @@
-"""ORM models: the tables of the Prompt and Evaluation aggregates.
+"""ORM models: the tables of the Prompt and Evaluation aggregates and the job ledger.
+
+A job kind's own tables live in its folder (``tasks/<kind>/models.py``, e.g. the
+canary's effects) on the same :class:`Base`; its declaration names that module.
 
 These are persistence models only; the domain entities live in :mod:`domain` and the
 repositories translate between the two. Aggregates refer to each other by id alone (no
@@ -273,23 +276,6 @@ class JobModel(Base):
             "finished_at",
             sqlite_where=text("status IN ('succeeded', 'failed', 'cancelled')"),
         ),
-    )
-
-
-class CanaryEffectModel(Base):
-    """The one effect of a canary job: a row keyed by its job id (exactly once)."""
-
-    __tablename__ = "canary_effects"
-
-    job_id: Mapped[str] = mapped_column(
-        String(36),
-        ForeignKey("jobs.id", ondelete="CASCADE"),
-        primary_key=True,
-        comment="ジョブID",
-    )
-    attempt: Mapped[int] = mapped_column(Integer(), nullable=False, comment="成功した試行")
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), nullable=False, default=utcnow, comment="作成日時"
     )
 
 

@@ -12,14 +12,6 @@ from typing import Any
 from domain.prompts import new_id
 
 
-class JobKind(StrEnum):
-    CANARY = "canary"
-    EVALUATION = "evaluation"
-    EMBEDDING = "embedding"
-    BACKUP = "backup"
-    REPLICA_SYNC = "replica-sync"
-
-
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -47,10 +39,20 @@ class JobError:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressDetail:
+    """A job's progress in its own units (an evaluation: cases done of total)."""
+
+    done: int
+    total: int
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One accepted unit of background work and its state."""
 
-    kind: JobKind
+    #: The name of a declared job kind (``tasks/<kind>/kind.py``).
+    kind: str
     arguments: dict[str, Any]
     status: JobStatus = JobStatus.QUEUED
     idempotency_key: str | None = None

@@ -1,1 +1,1 @@
-"""Job kinds: one package each (evaluation, embedding, backup, replica), thin Celery tasks."""
+"""Job kinds: one package each (its declaration in `kind.py`, its logic beside it)."""

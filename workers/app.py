@@ -1,4 +1,5 @@
-"""The Celery app factory: everything configured from the settings, tasks wired explicitly."""
+"""The Celery app factory: everything configured from the settings and the declared job
+kinds, tasks wired explicitly."""
 
 from __future__ import annotations
 
@@ -10,27 +11,19 @@ from celery import Celery, signals
 
 from core.settings import Settings
 from db.database import Database
-from tasks.backup import tasks as backup_tasks
-from tasks.canary import tasks as canary_tasks
-from tasks.evaluation import tasks as evaluation_tasks
+from jobs.leases import LeaseRenewal
+from jobs.publisher import JobPublisher
+from jobs.queues import MAINTENANCE_QUEUE, PRIORITY_SEPARATOR, PRIORITY_STEPS
+from jobs.registry import KindRegistry
+from jobs.runtime import Runtime
 from tasks.maintenance import tasks as maintenance_tasks
+from tasks.registry import kind_registry
 from workers import broker_transport
 from workers.beat import beat_schedule
-from workers.leases import LeaseRenewal
-from workers.publisher import JobPublisher
-from workers.queues import (
-    ALL_QUEUES,
-    MAINTENANCE_QUEUE,
-    PRIORITY_SEPARATOR,
-    PRIORITY_STEPS,
-    task_queues,
-    task_routes,
-)
-from workers.runtime import Runtime
+from workers.registration import register_kinds
+from workers.routing import task_queues, task_routes
 
 log = logging.getLogger("autoforge.worker")
-
-TASK_MODULES = (backup_tasks, canary_tasks, evaluation_tasks, maintenance_tasks)
 
 
 def broker_url(settings: Settings) -> str:
@@ -66,8 +59,16 @@ def split_credentials(url: str) -> tuple[str, dict[str, str]]:
     return bare, credentials
 
 
-def create_celery(settings: Settings) -> Celery:
-    """A Celery app for ``settings``. Connects to nothing until it is used."""
+def create_celery(settings: Settings, kinds: KindRegistry | None = None) -> Celery:
+    """A Celery app for ``settings`` and the declared job kinds (``kinds``, by default
+    every ``tasks/<kind>/kind.py``). Connects to nothing until it is used.
+
+    Raises:
+        ConfigurationError: the settings do not fit the kinds (see
+            :meth:`~jobs.registry.KindRegistry.check_settings`).
+    """
+    kinds = kind_registry() if kinds is None else kinds
+    kinds.check_settings(settings)
     url = broker_url(settings)
     redbeat_url, credentials = split_credentials(url)
     # A worker must outlive the loss of Redis (see workers/broker_transport.py).
@@ -110,9 +111,9 @@ def create_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_timeout=5,
         result_expires=24 * 3600,
-        task_routes=task_routes(),
+        task_routes=task_routes(kinds),
         # A worker started without -Q consumes every queue.
-        task_queues=task_queues(),
+        task_queues=task_queues(kinds),
         task_default_queue=MAINTENANCE_QUEUE,
         task_create_missing_queues=True,
         task_track_started=True,
@@ -120,7 +121,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,
         timezone="UTC",
         enable_utc=True,
-        beat_schedule=beat_schedule(settings),
+        beat_schedule=beat_schedule(settings, kinds),
         # RedBeat that rides out Redis outages (workers/beat_scheduler.py); it retries by
         # itself, so no ``retry_period`` (that would stall a tick for up to a minute).
         beat_scheduler="workers.beat_scheduler:OutageTolerantScheduler",
@@ -134,14 +135,15 @@ def create_celery(settings: Settings) -> Celery:
     )
     runtime = Runtime(
         settings=settings,
+        kinds=kinds,
         db=Database(settings),
-        publisher=JobPublisher(app),
-        leases=LeaseRenewal(settings),
+        publisher=JobPublisher(app, kinds),
+        leases=LeaseRenewal(settings, kinds.task_names),
         broker_url=url,
     )
     app.autoforge_runtime = runtime
-    for module in TASK_MODULES:
-        module.register(app, settings)
+    register_kinds(app, kinds, settings)
+    maintenance_tasks.register(app, settings)
     _connect_process_hooks(app, runtime)
     return app
 
@@ -184,4 +186,4 @@ def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
             )
 
 
-__all__ = ["ALL_QUEUES", "broker_url", "create_celery", "split_credentials"]
+__all__ = ["broker_url", "create_celery", "split_credentials"]

@@ -1,40 +1,42 @@
 """``/v1/jobs``: enqueue, inspect, list, cancel and retry jobs.
 
-Enqueue goes through the transactional outbox (:func:`workers.outbox.enqueue`): the
+Every declared job kind (``tasks/<kind>/kind.py``) that accepts jobs has its own
+``POST /v1/jobs/{kind}``, with its arguments model as the request body, so the OpenAPI
+document describes each; any other kind is a ``404`` listing the kinds. What is particular
+to a kind is reached through its declaration: its admission check, its domain rows, what
+cancelling it does, whether it may be retried, its progress in its own units.
+
+Enqueue goes through the transactional outbox (:func:`jobs.outbox.enqueue`): the
 ledger row is committed first, then published. A job whose publish fails is still
 accepted (``202``); the outbox sweeper hands it to the broker later.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, NoReturn, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api.auth import CallerScope
-from api.errors import JobKindNotImplemented, JobStateConflict, UnknownJobKind
+from api.errors import JobStateConflict, UnknownJobKind
 from api.pagination import MAX_CURSOR_CHARS, InvalidCursor, decode_cursor, encode_cursor
 from api.resources import ApiResources, Resources
-from api.schemas import BackupRequest, ErrorBody, JobOut, JobPage
+from api.schemas import ErrorBody, JobOut, JobPage
 from core.errors import NotFound
-from db.repositories.evaluations import EvaluationRepository
 from db.repositories.jobs import JobCursor, JobRepository
-from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
-from domain.evaluations import Evaluation, EvaluationStatus
 from domain.idempotency import client_key
-from domain.jobs import Job, JobKind, JobStatus
-from tasks.canary.logic import CanaryArguments
-from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
-from tasks.evaluation.render import TemplateError, check_cases
-from tasks.evaluation.spec import EvaluationSpec
-from workers.outbox import Enqueued, enqueue, publish_committed
+from domain.jobs import Job, JobStatus
+from jobs.errors import InvalidArguments
+from jobs.kind import KindSpec
+from jobs.outbox import enqueue, publish_committed
+from jobs.registry import KindRegistry
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
-KINDS = tuple(str(kind) for kind in JobKind)
+PREFIX = "/v1/jobs"
 MAX_PAGE = 200
 
 IdempotencyKey = Annotated[
@@ -54,6 +56,13 @@ def _ledger_key(scope: CallerScope, idempotency_key: IdempotencyKey = None) -> s
 
 
 LedgerIdempotencyKey = Annotated[str | None, Depends(_ledger_key)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        min_length=1, max_length=MAX_CURSOR_CHARS, description="next_cursor of the previous page"
+    ),
+]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 _ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobOut, "description": "Idempotent replay: the job this key created."},
@@ -62,148 +71,205 @@ _ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _location(job_id: str) -> str:
-    return f"{router.prefix}/{job_id}"
+def build_router(kinds: KindRegistry) -> APIRouter:
+    """``/v1/jobs`` for the declared ``kinds``: one enqueue route per kind that accepts
+    jobs, then the routes on the ledger, which are the same for every kind."""
+    router = APIRouter(prefix=PREFIX, tags=["jobs"])
+    for kind in kinds.enabled():
+        router.add_api_route(
+            f"/{kind.name}",
+            _enqueue_route(kind),
+            methods=["POST"],
+            status_code=202,
+            responses=_ENQUEUE_RESPONSES,
+            summary=kind.summary,
+            description=kind.description,
+        )
+    # Not in the OpenAPI schema: "/v1/jobs/{kind}" would be the same path as
+    # "/v1/jobs/{job_id}" under another name, which OpenAPI forbids; every kind that can be
+    # enqueued has its own path.
+    router.add_api_route(
+        "/{kind}",
+        _unknown_kind_route(kinds),
+        methods=["POST"],
+        status_code=202,
+        response_model=None,
+        include_in_schema=False,
+    )
+    router.add_api_route("", _list_route(kinds), methods=["GET"])
+    # The ledger's routes: the same for every kind.
+    conflicts: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+    }
+    router.add_api_route(
+        "/{job_id}", get_job, methods=["GET"], responses={404: {"model": ErrorBody}}
+    )
+    router.add_api_route("/{job_id}/cancel", cancel_job, methods=["POST"], responses=conflicts)
+    router.add_api_route(
+        "/{job_id}/retry", retry_job, methods=["POST"], status_code=202, responses=conflicts
+    )
+    return router
+
+
+def _enqueue_route(kind: KindSpec) -> Callable[..., JobOut]:
+    def enqueue_kind(
+        arguments: BaseModel,
+        response: Response,
+        resources: Resources,
+        idempotency_key: LedgerIdempotencyKey,
+    ) -> JobOut:
+        return _accept(resources, kind, arguments, idempotency_key, response)
+
+    # The request body is the kind's arguments model (FastAPI reads the annotation).
+    enqueue_kind.__annotations__["arguments"] = kind.arguments
+    enqueue_kind.__name__ = f"enqueue_{kind.name.replace('-', '_')}"
+    return enqueue_kind
 
 
 def _accept(
     resources: ApiResources,
-    kind: JobKind,
-    arguments: dict[str, Any],
+    kind: KindSpec,
+    arguments: BaseModel,
     idempotency_key: str | None,
     response: Response,
 ) -> JobOut:
-    accepted = enqueue(resources.runtime, kind, arguments, idempotency_key=idempotency_key)
-    return _answer(resources, kind, accepted, response)
-
-
-def _answer(
-    resources: ApiResources, kind: JobKind, accepted: Enqueued, response: Response
-) -> JobOut:
-    if accepted.created:
-        resources.metrics.jobs_enqueued.labels(kind=str(kind)).inc()
-    else:
-        response.status_code = 200
-    response.headers["Location"] = _location(accepted.job.id)
-    return JobOut.from_domain(accepted.job)
-
-
-@router.post("/canary", status_code=202, responses=_ENQUEUE_RESPONSES)
-def enqueue_canary(
-    arguments: CanaryArguments,
-    response: Response,
-    resources: Resources,
-    idempotency_key: LedgerIdempotencyKey,
-) -> JobOut:
-    """Enqueue a canary job: it sleeps ``sleep_ms``, fails transiently ``fail_times``
-    times, then writes one effect row keyed by its id. It exercises the whole pipeline."""
-    return _accept(
-        resources, JobKind.CANARY, arguments.model_dump(mode="json"), idempotency_key, response
-    )
-
-
-@router.post("/backup", status_code=202, responses=_ENQUEUE_RESPONSES)
-def enqueue_backup(
-    arguments: BackupRequest,
-    response: Response,
-    resources: Resources,
-    idempotency_key: LedgerIdempotencyKey,
-) -> JobOut:
-    """Take a consistent online backup now (verified, stored, retention applied), or with
-    ``{"mode": "drill"}`` restore the newest backup into a temporary file and check it.
-    The catalogue is at ``/v1/backups``."""
-    return _accept(
-        resources, JobKind.BACKUP, arguments.model_dump(mode="json"), idempotency_key, response
-    )
-
-
-@router.post("/evaluation", status_code=202, responses=_ENQUEUE_RESPONSES)
-def enqueue_evaluation(
-    spec: EvaluationSpec,
-    response: Response,
-    resources: Resources,
-    idempotency_key: LedgerIdempotencyKey,
-) -> JobOut:
-    """Run a prompt against test cases with an LLM provider and score the outputs.
-
-    The evaluation (``pending``) and its job are created in one transaction; the
-    evaluation has the job's id: follow progress at ``/v1/jobs/{id}``, read the results
-    at ``/v1/evaluations/{id}``. Problems that can be seen now (unknown provider, a
-    template variable without a value or a value without a placeholder, a scorer that is
-    not available) answer ``422`` naming the field.
-    """
-    settings = resources.settings
-    if spec.provider not in known_providers(settings):
-        try:
-            provider_for(spec.provider, settings).close()
-        except UnknownProvider as exc:  # its message says why (unknown, or disabled here)
-            _invalid(("body", "provider"), str(exc))
-    for i, case in enumerate(spec.test_cases):
-        for j, scorer in enumerate(case.scorers):
-            if scorer.type == "similarity":
-                _invalid(
-                    ("body", "test_cases", i, "scorers", j),
-                    f"case {case.name!r}: the 'similarity' scorer needs the embedding "
-                    "provider, which is not available yet",
-                )
-    with resources.runtime.db.read_session() as session:
-        prompt = PromptRepository(session).get(spec.prompt_id)
-    if prompt is None:
-        _invalid(("body", "prompt_id"), f"prompt {spec.prompt_id} does not exist")
     try:
-        check_cases(prompt.content, spec.test_cases, system_message=prompt.system_message)
-    except TemplateError as exc:
-        index = {case.name: i for i, case in enumerate(spec.test_cases)}
+        if kind.admission is not None:
+            kind.admission.load()(arguments, resources.settings, resources.runtime.db)
+        accepted = enqueue(
+            resources.runtime,
+            kind.name,
+            arguments.model_dump(mode="json", by_alias=True),
+            idempotency_key=idempotency_key,
+        )
+    except InvalidArguments as exc:
         raise RequestValidationError(
             [
-                {
-                    "type": "value_error",
-                    "loc": ("body", "test_cases", index[problem.case_name], "variables"),
-                    "msg": problem.describe(),
-                }
+                {"type": "value_error", "loc": ("body", *problem.loc), "msg": problem.message}
                 for problem in exc.problems
             ]
         ) from None
-
-    def create_evaluation(session: Session, job: Job) -> None:
-        # Checked again in the enqueue transaction: the prompt may be gone by now.
-        if PromptRepository(session).get(spec.prompt_id) is None:
-            _invalid(("body", "prompt_id"), f"prompt {spec.prompt_id} does not exist")
-        EvaluationRepository(session).add(
-            Evaluation(
-                id=job.id, prompt_id=spec.prompt_id, provider=spec.provider, model=spec.model
-            )
-        )
-
-    arguments = spec.model_dump(mode="json", by_alias=True)
-    accepted = enqueue(
-        resources.runtime,
-        JobKind.EVALUATION,
-        arguments,
-        idempotency_key=idempotency_key,
-        with_domain_rows=create_evaluation,
-    )
-    return _answer(resources, JobKind.EVALUATION, accepted, response)
+    if accepted.created:
+        resources.metrics.jobs_enqueued.labels(kind=kind.name).inc()
+    else:
+        response.status_code = 200
+    response.headers["Location"] = _location(accepted.job.id)
+    return _out(resources, accepted.job)
 
 
-def _invalid(loc: tuple[str | int, ...], message: str) -> NoReturn:
-    raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
+def _unknown_kind_route(kinds: KindRegistry) -> Callable[[str], NoReturn]:
+    names = [kind.name for kind in kinds.enabled()]
 
-
-# Not in the OpenAPI schema: "/v1/jobs/{kind}" would be the same path as "/v1/jobs/{job_id}"
-# under another name, which OpenAPI forbids; every kind that can be enqueued has its own path.
-@router.post("/{kind}", status_code=202, response_model=None, include_in_schema=False)
-def enqueue_other(kind: str) -> NoReturn:
-    """Kinds whose request bodies are not defined yet answer ``501``; unknown kinds ``404``."""
-    if kind not in KINDS:
+    def enqueue_unknown(kind: str) -> NoReturn:
+        """A kind that is not declared (or does not accept jobs) answers ``404``."""
         raise UnknownJobKind(
-            f"Unknown job kind {kind!r}; kinds: {', '.join(KINDS)}.", extra={"kinds": list(KINDS)}
+            f"Unknown job kind {kind!r}; kinds: {', '.join(names)}.", extra={"kinds": names}
         )
-    raise JobKindNotImplemented(
-        f"Job kind {kind!r} cannot be enqueued yet: its request body is defined by its own "
-        "issue. Available now: canary, evaluation, backup.",
-        extra={"kinds": list(KINDS)},
-    )
+
+    return enqueue_unknown
+
+
+def _list_route(kinds: KindRegistry) -> Callable[..., JobPage]:
+    def list_jobs(
+        resources: Resources,
+        kind: str | None = None,
+        status: JobStatus | None = None,
+        limit: PageSize = 50,
+        cursor: Cursor = None,
+    ) -> JobPage:
+        """Jobs newest first, optionally of one kind and status, a page at a time."""
+        after = _cursor(cursor)
+        with resources.runtime.db.read_session() as session:
+            jobs = JobRepository(session).list_recent(
+                kind=kind, status=status, limit=limit + 1, after=after
+            )
+        page, more = jobs[:limit], len(jobs) > limit
+        return JobPage(
+            items=[_out(resources, job) for job in page],
+            next_cursor=encode_cursor(page[-1]) if more else None,
+        )
+
+    # Any declared kind's name (the ledger may hold jobs of a disabled one); another is 422.
+    list_jobs.__annotations__["kind"] = cast(Any, Literal)[kinds.names] | None
+    return list_jobs
+
+
+# --- the ledger: the same for every kind ---------------------------------------------------
+
+
+def get_job(job_id: str, resources: Resources) -> JobOut:
+    """One job, as the ledger records it."""
+    with resources.runtime.db.read_session() as session:
+        job = JobRepository(session).get(job_id)
+    if job is None:
+        raise NotFound(f"Job {job_id} does not exist.")
+    return _out(resources, job)
+
+
+def cancel_job(job_id: str, resources: Resources) -> JobOut:
+    """Cancel a queued or running job and ask the workers to drop (or stop) it.
+
+    A job that already finished answers ``409``.
+    """
+    kinds = resources.runtime.kinds
+
+    def unit(session: Session) -> tuple[Job, bool]:
+        jobs = JobRepository(session)
+        job = _existing(jobs, job_id)
+        if job.status.is_final:
+            raise JobStateConflict(f"Job {job_id} is already {job.status}.")
+        jobs.cancel(job_id)
+        kind = kinds.get(job.kind)
+        if kind is not None and kind.on_cancel is not None:
+            kind.on_cancel.load()(session, job)  # the kind's rows follow, in this transaction
+        return _existing(jobs, job_id), job.status is JobStatus.RUNNING
+
+    cancelled, was_running = write_transaction(resources.runtime.db, unit)
+    # After the commit: the ledger already says cancelled, which workers check before
+    # running; the revoke only saves them the trip (and stops a running one).
+    resources.runtime.publisher.revoke(job_id, terminate=was_running)
+    return _out(resources, cancelled)
+
+
+def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
+    """Queue a failed job again with the kind's number of attempts on top of those it
+    used (attempt numbers keep growing). Other jobs, and jobs of a kind that refuses it
+    (a failed evaluation is final), answer ``409``."""
+    kinds = resources.runtime.kinds
+
+    def unit(session: Session) -> Job:
+        jobs = JobRepository(session)
+        job = _existing(jobs, job_id)
+        if job.status is not JobStatus.FAILED:
+            raise JobStateConflict(
+                f"Only failed jobs can be retried; job {job_id} is {job.status}."
+            )
+        kind = kinds.get(job.kind)
+        if kind is None:
+            raise JobStateConflict(f"Job {job_id} is of kind {job.kind!r}, which is not declared.")
+        if kind.retry_refused is not None:
+            raise JobStateConflict(kind.retry_refused)
+        more = kinds.max_attempts(resources.settings, kind.name)
+        jobs.requeue_failed(job_id, more_attempts=more)
+        return _existing(jobs, job_id)
+
+    requeued = write_transaction(resources.runtime.db, unit)
+    publish_committed(resources.runtime, [requeued])
+    response.headers["Location"] = _location(job_id)
+    return _out(resources, requeued)
+
+
+def _out(resources: ApiResources, job: Job) -> JobOut:
+    """``job`` as the API shows it, with its progress in its kind's own units, if any."""
+    kind = resources.runtime.kinds.get(job.kind)
+    if kind is None or kind.progress_detail is None:
+        return JobOut.from_domain(job)
+    return JobOut.from_domain(job, kind.progress_detail.load()(job))
+
+
+def _location(job_id: str) -> str:
+    return f"{PREFIX}/{job_id}"
 
 
 def _cursor(cursor: str | None) -> JobCursor | None:
@@ -215,106 +281,6 @@ def _cursor(cursor: str | None) -> JobCursor | None:
         raise RequestValidationError(
             [{"type": "value_error", "loc": ("query", "cursor"), "msg": str(exc), "input": cursor}]
         ) from None
-
-
-@router.get("")
-def list_jobs(
-    resources: Resources,
-    kind: JobKind | None = None,
-    status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=MAX_CURSOR_CHARS,
-            description="next_cursor of the previous page",
-        ),
-    ] = None,
-) -> JobPage:
-    """Jobs newest first, optionally of one kind and status, a page at a time."""
-    after = _cursor(cursor)
-    with resources.runtime.db.read_session() as session:
-        jobs = JobRepository(session).list_recent(
-            kind=kind, status=status, limit=limit + 1, after=after
-        )
-    page, more = jobs[:limit], len(jobs) > limit
-    return JobPage(
-        items=[JobOut.from_domain(job) for job in page],
-        next_cursor=encode_cursor(page[-1]) if more else None,
-    )
-
-
-@router.get("/{job_id}", responses={404: {"model": ErrorBody}})
-def get_job(job_id: str, resources: Resources) -> JobOut:
-    """One job, as the ledger records it."""
-    with resources.runtime.db.read_session() as session:
-        job = JobRepository(session).get(job_id)
-    if job is None:
-        raise NotFound(f"Job {job_id} does not exist.")
-    return JobOut.from_domain(job)
-
-
-@router.post("/{job_id}/cancel", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
-def cancel_job(job_id: str, resources: Resources) -> JobOut:
-    """Cancel a queued or running job and ask the workers to drop (or stop) it.
-
-    A job that already finished answers ``409``.
-    """
-
-    def unit(session: Session) -> tuple[Job, bool]:
-        jobs = JobRepository(session)
-        job = _existing(jobs, job_id)
-        if job.status.is_final:
-            raise JobStateConflict(f"Job {job_id} is already {job.status}.")
-        jobs.cancel(job_id)
-        if job.kind is JobKind.EVALUATION:
-            _cancel_evaluation(session, job_id)
-        return _existing(jobs, job_id), job.status is JobStatus.RUNNING
-
-    cancelled, was_running = write_transaction(resources.runtime.db, unit)
-    # After the commit: the ledger already says cancelled, which workers check before
-    # running; the revoke only saves them the trip (and stops a running one).
-    resources.runtime.publisher.revoke(job_id, terminate=was_running)
-    return JobOut.from_domain(cancelled)
-
-
-@router.post(
-    "/{job_id}/retry",
-    status_code=202,
-    responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
-)
-def retry_job(job_id: str, response: Response, resources: Resources) -> JobOut:
-    """Queue a failed job again with the kind's number of attempts on top of those it
-    used (attempt numbers keep growing). Other jobs answer ``409``."""
-
-    def unit(session: Session) -> Job:
-        jobs = JobRepository(session)
-        job = _existing(jobs, job_id)
-        if job.status is not JobStatus.FAILED:
-            raise JobStateConflict(
-                f"Only failed jobs can be retried; job {job_id} is {job.status}."
-            )
-        if job.kind is JobKind.EVALUATION:
-            # An evaluation's status only moves forward (pending -> running -> final).
-            raise JobStateConflict(
-                "A failed evaluation is final; enqueue a new evaluation run instead."
-            )
-        jobs.requeue_failed(job_id, more_attempts=resources.settings.max_attempts(str(job.kind)))
-        return _existing(jobs, job_id)
-
-    requeued = write_transaction(resources.runtime.db, unit)
-    publish_committed(resources.runtime, [requeued])
-    response.headers["Location"] = _location(job_id)
-    return JobOut.from_domain(requeued)
-
-
-def _cancel_evaluation(session: Session, evaluation_id: str) -> None:
-    """The evaluation of a cancelled job is cancelled in the same transaction."""
-    evaluations = EvaluationRepository(session)
-    evaluation = evaluations.get(evaluation_id, with_results=False)
-    if evaluation is not None and not evaluation.status.is_final:
-        evaluations.transition(evaluation_id, EvaluationStatus.CANCELLED)
 
 
 def _existing(jobs: JobRepository, job_id: str) -> Job:

@@ -38,7 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from db.clock import db_now
 from db.column_types import utcnow
 from db.models import JobModel
-from domain.jobs import Job, JobError, JobKind, JobStatus
+from domain.jobs import Job, JobError, JobStatus
 
 UNFINISHED = (str(JobStatus.QUEUED), str(JobStatus.RUNNING))
 # In the order of the partial indexes' WHERE clauses (idx_jobs_unfinished, idx_jobs_finished).
@@ -63,7 +63,7 @@ class JobRepository:
 
     def add(self, job: Job) -> Job:
         """Insert a job, its publish recorded as done: the outbox publishes it right after
-        the commit and records only a failed publish (see :mod:`workers.outbox`)."""
+        the commit and records only a failed publish (see :mod:`jobs.outbox`)."""
         now = utcnow()
         row = JobModel(
             id=job.id,
@@ -105,7 +105,7 @@ class JobRepository:
     def list_recent(
         self,
         *,
-        kind: JobKind | None = None,
+        kind: str | None = None,
         status: JobStatus | None = None,
         limit: int = 50,
         after: JobCursor | None = None,
@@ -129,14 +129,15 @@ class JobRepository:
 
     def claim(self, job_id: str, *, lease_s: float, owner: str | None = None) -> Job | None:
         """Mark a queued job (or one whose lease lapsed) running under ``owner``'s lease
-        and count the attempt. Workers always name the owner (see :mod:`workers.leases`);
+        and count the attempt. Workers always name the owner (see :mod:`jobs.leases`);
         a lease without one is never renewed.
 
         Returns ``None`` when the job must not run now: it is finished, cancelled, or
-        running under a live lease elsewhere.
+        running under a live lease elsewhere. One statement: the UPDATE returns the row
+        it claimed.
         """
         now = utcnow()
-        result = self.session.execute(
+        claimed = self.session.scalars(
             update(JobModel)
             .where(
                 JobModel.id == job_id,
@@ -157,10 +158,11 @@ class JobRepository:
                 available_at=None,
                 updated_at=now,
             )
-        )
-        if not _changed(result):
-            return None
-        return self.get(job_id)
+            .returning(JobModel),
+            # The session may hold this row from an earlier read: take the new values.
+            execution_options={"populate_existing": True},
+        ).one_or_none()
+        return to_domain(claimed) if claimed is not None else None
 
     def renew_leases(self, held: list[tuple[str, str]], *, lease_s: float) -> int:
         """Extend the leases of running jobs, each given as (job id, lease owner); a job
@@ -386,20 +388,6 @@ class JobRepository:
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def backup_outcomes(self) -> list[tuple[str, str, int, float | None]]:
-        """(mode, status, number, newest finish as Unix time) of backup jobs."""
-        mode = func.coalesce(func.json_extract(JobModel.arguments, "$.mode"), "backup")
-        newest = func.max((func.julianday(JobModel.finished_at) - 2440587.5) * 86400)
-        rows = self.session.execute(
-            select(mode, JobModel.status, func.count(), newest)
-            .where(JobModel.kind == str(JobKind.BACKUP))
-            .group_by(mode, JobModel.status)
-        )
-        return [
-            (str(m), str(status), int(count), float(last) if last is not None else None)
-            for m, status, count, last in rows
-        ]
-
     def outbox_backlog(self) -> int:
         """Queued jobs whose publish failed (recorded), waiting for the sweeper.
 
@@ -451,7 +439,7 @@ def _changed(result: Any) -> bool:
 def to_domain(row: JobModel) -> Job:
     return Job(
         id=row.id,
-        kind=JobKind(row.kind),
+        kind=row.kind,
         status=JobStatus(row.status),
         arguments=row.arguments,
         idempotency_key=row.idempotency_key,

@@ -9,38 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from core.errors import TransientError
+from jobs.context import JobContext, JobOutcome
+from tasks.backup.kind import BackupArguments
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import create_backup, prune_backups, restore_drill
-from tasks.context import JobContext, JobOutcome
 
 log = logging.getLogger("autoforge.jobs.backup")
 
 # Share of the progress bar per stage of a backup.
 _STAGES = {"snapshot": (0.0, 0.5), "export": (0.0, 0.5), "verify": (0.5, 0.6)}
 _STAGES |= {"encode": (0.6, 0.8), "upload": (0.8, 0.99)}
-
-
-class BackupArguments(BaseModel):
-    """``POST /v1/jobs/backup`` body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["backup", "drill"] = Field(
-        "backup",
-        description="backup: take, verify and store a backup; drill: restore the newest "
-        "backup into a temporary file and check it against its manifest.",
-    )
-    # Off for on-demand backups: retention keeps one backup per day, so pruning would drop
-    # an earlier backup of the same day (say, one taken before a migration). The nightly
-    # schedule prunes.
-    prune: bool = Field(
-        False, description="After a backup, delete backups the retention policy does not keep."
-    )
 
 
 def manifest_summary(manifest: BackupManifest) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.settings import Settings
+
 log = logging.getLogger("autoforge.backup.workdir")
 
 PREFIX = "backup-"
@@ -106,3 +108,8 @@ def _size(folder: Path) -> int:
         except OSError:
             continue
     return total
+
+
+def remove_stale_scratch(settings: Settings) -> None:
+    """When a worker starts: remove the scratch folders its killed backups left behind."""
+    remove_stale_workdirs(settings.data_dir)

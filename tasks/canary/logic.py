@@ -9,39 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import time
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from sqlalchemy.orm import Session
 
-from db.models import CanaryEffectModel
-from tasks.context import JobContext, JobOutcome
-from tasks.errors import CanaryFailure
-
-
-class CanaryArguments(BaseModel):
-    """``POST /v1/jobs/canary`` body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sleep_ms: int = Field(0, ge=0, le=60_000, description="How long the job works.")
-    fail_times: int = Field(0, ge=0, le=10, description="Transient failures before success.")
-    stall_ms: int = Field(
-        0,
-        ge=0,
-        le=30_000,
-        description="Then how long the job stalls in one C call that keeps Python's GIL "
-        "(as a runaway regular expression would); its lease must survive it.",
-    )
-
-    @model_serializer(mode="wrap")
-    def _omit_no_stall(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Stored arguments (and so idempotency fingerprints) of canaries that do not
-        # stall stay what they were before this option existed.
-        data: dict[str, Any] = handler(self)
-        if not self.stall_ms:
-            data.pop("stall_ms", None)
-        return data
+from jobs.context import JobContext, JobOutcome
+from tasks.canary.errors import CanaryFailure
+from tasks.canary.kind import CanaryArguments
+from tasks.canary.repository import CanaryEffectRepository
 
 
 class _Timespec(ctypes.Structure):
@@ -78,8 +52,7 @@ def run_canary(context: JobContext) -> JobOutcome:
     attempt = context.attempt
 
     def write_effect(session: Session) -> None:
-        session.add(CanaryEffectModel(job_id=context.job.id, attempt=attempt))
-        session.flush()
+        CanaryEffectRepository(session).add(context.job.id, attempt=attempt)
 
     return JobOutcome(
         result={"slept_ms": arguments.sleep_ms, "attempts": attempt},

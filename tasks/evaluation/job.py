@@ -18,10 +18,9 @@ from db.repositories.evaluations import EvaluationRepository
 from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
 from domain.evaluations import EvaluationStatus
-from domain.jobs import Job, JobError
 from domain.prompts import Prompt
-from tasks.context import JobContext, JobOutcome
-from tasks.errors import JobSuperseded
+from jobs.context import JobContext, JobOutcome
+from jobs.errors import JobSuperseded
 from tasks.evaluation.providers import provider_for
 from tasks.evaluation.rate_limit import limiter_for
 from tasks.evaluation.run import run_evaluation
@@ -94,13 +93,3 @@ def _start(session: Session, evaluation_id: str) -> Prompt:
     if prompt is None:
         raise NotFound(f"prompt {evaluation.prompt_id} of evaluation {evaluation_id} is gone")
     return prompt
-
-
-def fail_evaluation(session: Session, job: Job, error: JobError) -> None:
-    """When the job ends failed, its evaluation does too, with the reason."""
-    evaluations = EvaluationRepository(session)
-    evaluation = evaluations.get(job.id, with_results=False)
-    if evaluation is not None and not evaluation.status.is_final:
-        evaluations.transition(
-            job.id, EvaluationStatus.FAILED, error_message=f"{error.kind}: {error.message}"
-        )

@@ -28,14 +28,12 @@ from pydantic import SecretStr
 
 from core.errors import PermanentError, TransientError
 from core.settings import Settings
-from tasks.retry import RetryPolicy
+from jobs.retry import RetryPolicy
 
 log = logging.getLogger("autoforge.evaluation")
 
 T = TypeVar("T")
 
-#: Backoff between retries of one provider call (a ``Retry-After`` counts up to ``max_s``).
-PROVIDER_RETRY_POLICY = RetryPolicy(base_s=1.0, max_s=60.0)
 
 _BODY_EXCERPT_CHARS = 200
 # Statuses that say "the same request may work later".
@@ -375,7 +373,6 @@ def provider_for(name: str, settings: Settings) -> Provider:
 
 
 __all__ = [
-    "PROVIDER_RETRY_POLICY",
     "Completion",
     "CompletionRequest",
     "EchoProvider",

@@ -26,8 +26,8 @@ from typing import Any
 from core.errors import PermanentError
 from domain.evaluations import TestResult
 from domain.schemas import EvaluationMetrics
+from jobs.retry import PROVIDER_RETRY_POLICY, RetryPolicy
 from tasks.evaluation.providers import (
-    PROVIDER_RETRY_POLICY,
     Completion,
     CompletionRequest,
     Provider,
@@ -39,7 +39,6 @@ from tasks.evaluation.rate_limit import Limiter
 from tasks.evaluation.render import VariableValue, check_cases, render_prompt
 from tasks.evaluation.scorers import SIMILARITY_UNAVAILABLE, Embed, ScorerUnavailable, score_case
 from tasks.evaluation.spec import EvaluationSpec, TestCase
-from tasks.retry import RetryPolicy
 
 #: Called after each case with (cases done, cases in the run), in the caller's thread.
 ProgressCallback = Callable[[int, int], None]

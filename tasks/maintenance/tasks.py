@@ -8,18 +8,25 @@ from typing import Any
 
 from core.settings import Settings
 from db.column_types import utcnow
-from tasks.base import LedgerTask
+from jobs.ledger_task import LedgerTask
+from jobs.outbox import sweep
+from jobs.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+from jobs.schedule import catch_up, enqueue_fire
 from tasks.maintenance.pruning import prune_ledger as prune
-from tasks.maintenance.schedule import catch_up, enqueue_fire
-from workers.outbox import sweep
-from workers.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
 
 log = logging.getLogger("autoforge.maintenance")
 
 
 def register(app: Any, settings: Settings) -> None:
+    """Register the housekeeping tasks on ``app`` (on it alone: ``shared=False``)."""
+
     @app.task(
-        name=SWEEP_OUTBOX_TASK, base=LedgerTask, bind=True, time_limit=120, soft_time_limit=100
+        name=SWEEP_OUTBOX_TASK,
+        base=LedgerTask,
+        bind=True,
+        shared=False,
+        time_limit=120,
+        soft_time_limit=100,
     )
     def sweep_outbox(self: LedgerTask) -> dict[str, int]:
         """Republish queued jobs the broker may have lost and jobs whose worker died;
@@ -36,7 +43,12 @@ def register(app: Any, settings: Settings) -> None:
         }
 
     @app.task(
-        name=ENQUEUE_SCHEDULED_TASK, base=LedgerTask, bind=True, time_limit=60, soft_time_limit=50
+        name=ENQUEUE_SCHEDULED_TASK,
+        base=LedgerTask,
+        bind=True,
+        shared=False,
+        time_limit=60,
+        soft_time_limit=50,
     )
     def enqueue_scheduled(
         self: LedgerTask,
@@ -56,7 +68,12 @@ def register(app: Any, settings: Settings) -> None:
         return {"job_id": accepted.job.id, "created": accepted.created, "key": key}
 
     @app.task(
-        name=PRUNE_LEDGER_TASK, base=LedgerTask, bind=True, time_limit=600, soft_time_limit=540
+        name=PRUNE_LEDGER_TASK,
+        base=LedgerTask,
+        bind=True,
+        shared=False,
+        time_limit=600,
+        soft_time_limit=540,
     )
     def prune_ledger(self: LedgerTask) -> dict[str, Any]:
         """Delete finished jobs older than the retention period, in short batches; then

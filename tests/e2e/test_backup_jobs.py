@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from db.repositories.jobs import JobRepository
-from domain.jobs import Job, JobKind, JobStatus
+from domain.jobs import Job, JobStatus
+from jobs.outbox import enqueue
+from jobs.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE
 from tasks.backup.service import list_backups, restore_backup
 from tests.support.backups import (
     KEY_A,
@@ -35,8 +37,6 @@ from tests.support.backups import (
 )
 from tests.support.processes import Pipeline, open_pipeline
 from workers.beat import beat_schedule
-from workers.outbox import enqueue
-from workers.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -65,7 +65,7 @@ def _catalogue(client: TestClient) -> list[dict[str, Any]]:
 
 def _backup_jobs(pipeline: Pipeline) -> list[Job]:
     with pipeline.runtime.db.read_session() as session:
-        return JobRepository(session).list_recent(kind=JobKind.BACKUP, limit=100)
+        return JobRepository(session).list_recent(kind="backup", limit=100)
 
 
 def test_backups_and_drills_run_on_a_worker_and_a_tampered_backup_fails_the_drill(
@@ -168,7 +168,7 @@ def test_scheduled_fires_make_one_job_per_period(tmp_path: Path, redis_url: str)
         backup_cron=backup_cron,
         restore_drill_cron=drill_cron,
     ) as pipeline:
-        schedule = beat_schedule(pipeline.settings)
+        schedule = beat_schedule(pipeline.settings, pipeline.runtime.kinds)
         nightly, weekly = schedule["nightly-backup"], schedule["restore-drill"]
         assert nightly["task"] == weekly["task"] == ENQUEUE_SCHEDULED_TASK
         assert nightly["args"] == (
@@ -257,11 +257,9 @@ def test_writers_keep_committing_while_a_backup_job_runs(
     pipeline.start_worker([MAINTENANCE_QUEUE, "canary"], concurrency=2)
     writer = Writer(pipeline.db_path)  # returns once it has committed 20 transactions
     try:
-        accepted = enqueue(pipeline.runtime, JobKind.BACKUP, {"mode": "backup", "prune": False})
+        accepted = enqueue(pipeline.runtime, "backup", {"mode": "backup", "prune": False})
         # The worker's own ledger writes go on as well: canaries on the other pool process.
-        canaries = [
-            enqueue(pipeline.runtime, JobKind.CANARY, {"sleep_ms": 20}).job.id for _ in range(8)
-        ]
+        canaries = [enqueue(pipeline.runtime, "canary", {"sleep_ms": 20}).job.id for _ in range(8)]
         job = pipeline.wait_for_job(accepted.job.id, JobStatus.SUCCEEDED, timeout=JOB_TIMEOUT_S)
         for canary in canaries:
             pipeline.wait_for_job(canary, JobStatus.SUCCEEDED, timeout=JOB_TIMEOUT_S)
@@ -323,16 +321,16 @@ def test_commits_of_the_worker_process_after_a_backup_reach_every_other_process(
         # One pool process: the backup and every later job run in the same process.
         worker = pipeline.start_worker([MAINTENANCE_QUEUE, "canary"], concurrency=1)
         pool = worker.pool_processes()
-        backup = enqueue(pipeline.runtime, JobKind.BACKUP, {"mode": "backup"}).job.id
+        backup = enqueue(pipeline.runtime, "backup", {"mode": "backup"}).job.id
         pipeline.wait_for_job(backup, JobStatus.SUCCEEDED, timeout=JOB_TIMEOUT_S)
-        first = enqueue(pipeline.runtime, JobKind.CANARY, {}).job.id
+        first = enqueue(pipeline.runtime, "canary", {}).job.id
         pipeline.wait_for_job(first, JobStatus.SUCCEEDED, timeout=JOB_TIMEOUT_S)
 
         # Nobody but the worker holds the file open; another process opens and closes it.
         pipeline.runtime.db.dispose()
         assert _read_in_a_fresh_process(pipeline.db_path, "SELECT count(*) FROM jobs") == [[2]]
 
-        second = enqueue(pipeline.runtime, JobKind.CANARY, {}).job.id
+        second = enqueue(pipeline.runtime, "canary", {}).job.id
         pipeline.runtime.db.dispose()
         outcomes = pipeline.wait_for_task_outcomes(second, 1, timeout=JOB_TIMEOUT_S)
         assert worker.pool_processes() == pool  # the very process that ran the backup

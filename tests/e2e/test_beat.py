@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.queues import MAINTENANCE_QUEUE
 from tests.support.processes import (
     BEAT_ACQUIRED_LOCK,
     CeleryProcess,
@@ -17,7 +18,6 @@ from tests.support.processes import (
     wait_for,
     wait_until,
 )
-from workers.queues import MAINTENANCE_QUEUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from domain.jobs import JobKind, JobStatus
+from devstack.redis_server import EmbeddedRedis
+from domain.jobs import JobStatus
+from jobs.outbox import enqueue
 from tests.support.processes import (
     Pipeline,
     group_members,
@@ -24,8 +26,6 @@ from tests.support.processes import (
     open_pipeline,
     wait_until,
 )
-from workers.outbox import enqueue
-from workers.redis_server import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -42,7 +42,7 @@ def pipeline(tmp_path: Path, redis_url: str) -> Iterator[Pipeline]:
 
 
 def _start_long_job(pipeline: Pipeline) -> str:
-    job_id = enqueue(pipeline.runtime, JobKind.CANARY, {"sleep_ms": JOB_MS}).job.id
+    job_id = enqueue(pipeline.runtime, "canary", {"sleep_ms": JOB_MS}).job.id
     pipeline.wait_for_job(job_id, JobStatus.RUNNING, timeout=15)
     return job_id
 
@@ -167,7 +167,7 @@ def test_jobs_accepted_while_redis_is_down_all_run_once_after_it_returns_empty(
         accepted = []
         started = time.monotonic()
         for done in range(1, 51):
-            accepted.append(enqueue(pipeline.runtime, JobKind.CANARY, {}))
+            accepted.append(enqueue(pipeline.runtime, "canary", {}))
             _accepted_promptly(started, done)
         assert all(a.created and not a.published for a in accepted)
         job_ids = [a.job.id for a in accepted] + _enqueue_over_http(pipeline, 50)

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from devstack.supervisor import WORKER_NODE_NAME
 from tests.e2e.test_up import (
     JOB_DEADLINE_S,
     START_DEADLINE_S,
@@ -37,7 +38,6 @@ from tests.e2e.test_up import (
 from tests.support.fake_llm_server import FakeLLMServer
 from tests.support.polling import wait_for
 from tests.support.redis import REDIS_PASSWORD
-from workers.supervisor import WORKER_NODE_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "artifacts"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from domain.jobs import JobKind, JobStatus
+from domain.jobs import JobStatus
+from jobs.outbox import enqueue
 from tests.support.processes import FAST_TIMINGS, Pipeline, open_pipeline, wait_until
-from workers.outbox import enqueue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -50,7 +50,7 @@ def test_a_job_that_keeps_the_gil_keeps_its_lease_and_runs_once(
     with open_pipeline(tmp_path, redis_url) as pipeline:
         stall_ms = int(pipeline.settings.job_lease_s * 4 * 1000)
         stalling = pipeline.start_worker(("canary",), concurrency=1, pool=pool)
-        job_id = enqueue(pipeline.runtime, JobKind.CANARY, {"stall_ms": stall_ms}).job.id
+        job_id = enqueue(pipeline.runtime, "canary", {"stall_ms": stall_ms}).job.id
         pipeline.wait_for_job(job_id, JobStatus.RUNNING, timeout=30)
         # A second worker that would take the job over, and beat to run the sweeper.
         pipeline.start_worker(("canary", "maintenance"))
@@ -76,13 +76,13 @@ def test_a_killed_workers_jobs_are_done_within_the_bound_ahead_of_a_backlog_once
         doomed = pipeline.start_worker(concurrency=LOST_JOBS)
         pipeline.start_beat()
         lost = [
-            enqueue(pipeline.runtime, JobKind.CANARY, {"sleep_ms": LOST_JOB_MS}).job.id
+            enqueue(pipeline.runtime, "canary", {"sleep_ms": LOST_JOB_MS}).job.id
             for _ in range(LOST_JOBS)
         ]
         for job_id in lost:
             pipeline.wait_for_job(job_id, JobStatus.RUNNING, timeout=30)
         backlog = [
-            enqueue(pipeline.runtime, JobKind.CANARY, {"sleep_ms": BACKLOG_JOB_MS}).job.id
+            enqueue(pipeline.runtime, "canary", {"sleep_ms": BACKLOG_JOB_MS}).job.id
             for _ in range(BACKLOG_JOBS)
         ]
 

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from domain.jobs import JobKind, JobStatus
+from devstack.redis_server import EmbeddedRedis
+from domain.jobs import JobStatus
+from jobs.outbox import enqueue
 from tests.support.processes import (
     BEAT_ACQUIRED_LOCK,
     CeleryProcess,
@@ -27,8 +29,6 @@ from tests.support.processes import (
     wait_for,
     wait_until,
 )
-from workers.outbox import enqueue
-from workers.redis_server import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -70,7 +70,7 @@ def _accept_jobs_for(pipeline: Pipeline, seconds: float) -> list[str]:
     for batch in range(BATCHES):
         time.sleep(max(0.0, started + batch * seconds / BATCHES - time.monotonic()))
         for _ in range(JOBS // BATCHES):
-            accepted = enqueue(pipeline.runtime, JobKind.CANARY, {})
+            accepted = enqueue(pipeline.runtime, "canary", {})
             assert accepted.created, accepted
             assert not accepted.published, accepted
             job_ids.append(accepted.job.id)
@@ -114,7 +114,7 @@ def test_worker_and_beat_ride_out_an_outage_and_redis_returning_empty(
     ) as pipeline:
         worker = pipeline.start_worker()
         beat = pipeline.start_beat()
-        running = enqueue(pipeline.runtime, JobKind.CANARY, {"sleep_ms": RUNNING_JOB_MS}).job.id
+        running = enqueue(pipeline.runtime, "canary", {"sleep_ms": RUNNING_JOB_MS}).job.id
         pipeline.wait_for_job(running, JobStatus.RUNNING)
 
         server.stop()

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobKind, JobStatus
-from tasks.maintenance.schedule import catch_up
+from domain.jobs import Job, JobStatus
+from jobs.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE, SWEEP_OUTBOX_TASK
+from jobs.schedule import catch_up
 from tests.support.processes import Pipeline, open_pipeline
 from workers.beat import beat_schedule
-from workers.queues import ENQUEUE_SCHEDULED_TASK, MAINTENANCE_QUEUE, SWEEP_OUTBOX_TASK
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -37,14 +37,14 @@ def _minute(at: datetime) -> datetime:
 
 def _backup_jobs(pipeline: Pipeline) -> list[Job]:
     with pipeline.runtime.db.read_session() as session:
-        return JobRepository(session).list_recent(kind=JobKind.BACKUP, limit=100)
+        return JobRepository(session).list_recent(kind="backup", limit=100)
 
 
 def _accepted_at(pipeline: Pipeline, at: datetime) -> None:
     """A job accepted at ``at``: the system has been running since then."""
 
     def unit(session: Session) -> None:
-        job = JobRepository(session).add(Job(kind=JobKind.CANARY, arguments={}))
+        job = JobRepository(session).add(Job(kind="canary", arguments={}))
         session.execute(update(JobModel).where(JobModel.id == job.id).values(created_at=at))
 
     write_transaction(pipeline.runtime.db, unit)
@@ -92,7 +92,7 @@ def test_the_sweeper_makes_the_latest_periods_lost_backup_and_drill_once(
 
         # The next sweep finds both periods done; so does beat's own fire, arriving late.
         assert _send(pipeline, SWEEP_OUTBOX_TASK)["scheduled"] == 0
-        schedule = beat_schedule(pipeline.settings)
+        schedule = beat_schedule(pipeline.settings, pipeline.runtime.kinds)
         fired = _send(pipeline, ENQUEUE_SCHEDULED_TASK, schedule["nightly-backup"]["args"])
         assert fired == {"job_id": backup.id, "created": False, "key": nightly_key}
         fired = _send(pipeline, ENQUEUE_SCHEDULED_TASK, schedule["restore-drill"]["args"])

@@ -29,10 +29,8 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from tests.support.logs import LogFile
-from tests.support.polling import poll, wait_for
-from workers.redis_server import EmbeddedRedis
-from workers.supervisor import (
+from devstack.redis_server import EmbeddedRedis
+from devstack.supervisor import (
     ChildSpec,
     Console,
     PortInUse,
@@ -42,6 +40,9 @@ from workers.supervisor import (
     check_ports,
     port_is_free,
 )
+from jobs.retry import RetryPolicy
+from tests.support.logs import LogFile
+from tests.support.polling import poll, wait_for
 
 # Generous: a loaded CI machine may be slow; none of these is a performance assertion.
 START_DEADLINE_S = 90.0
@@ -490,7 +491,10 @@ def _supervise(
     """
     out, err = io.StringIO(), io.StringIO()
     supervisor = Supervisor(
-        specs, console=Console(out, err), backoff_initial_s=0.05, backoff_max_s=0.2, **kwargs
+        specs,
+        console=Console(out, err),
+        restart_policy=RetryPolicy(base_s=0.05, max_s=0.2, jitter=False),
+        **kwargs,
     )
     with StopSignals() as stop:
         ended = threading.Event()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from domain.jobs import JobKind, JobStatus
+from domain.jobs import JobStatus
+from jobs.outbox import enqueue
+from jobs.queues import MAINTENANCE_QUEUE
 from tests.support.processes import Pipeline, open_pipeline, wait_for
-from workers.outbox import enqueue
-from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,8 +38,8 @@ def _consumed(pipeline: Pipeline) -> dict[str, set[str]]:
 def test_a_worker_started_without_queues_consumes_every_queue(pipeline: Pipeline) -> None:
     worker = pipeline.start_worker(queues=None)
 
-    assert list(_consumed(pipeline).values()) == [set(ALL_QUEUES)]
-    job_id = enqueue(pipeline.runtime, JobKind.CANARY, {}).job.id
+    assert list(_consumed(pipeline).values()) == [set(pipeline.runtime.kinds.queues)]
+    job_id = enqueue(pipeline.runtime, "canary", {}).job.id
     pipeline.wait_for_job(job_id, JobStatus.SUCCEEDED)
     assert NO_MAINTENANCE not in worker.log_text()
 

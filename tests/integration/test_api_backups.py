@@ -20,9 +20,11 @@ from core.settings import Settings
 from db.database import Database
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobError, JobKind, JobStatus
+from domain.jobs import Job, JobError, JobStatus
+from jobs.queues import broker_lists
 from tasks.backup.manifest import BackupManifest
 from tasks.backup.service import create_backup
+from tasks.registry import kind_registry
 from tests.support.api import (
     AUTH,
     TestClient,
@@ -32,7 +34,6 @@ from tests.support.api import (
     llen,
 )
 from tests.support.backups import KEY_A, assert_key_absent, parse_metrics, sample
-from workers.queues import broker_lists
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +106,9 @@ class TestEnqueue:
         assert (job["kind"], job["status"]) == ("backup", "queued")
         # Defaults are filled in before the job is recorded.
         assert job["arguments"] == {"mode": "backup", "prune": False}
-        assert job["max_attempts"] == app_settings.max_attempts("backup")
+        assert job["max_attempts"] == kind_registry().max_attempts(app_settings, "backup")
         stored = _stored(app_settings, job["id"])
-        assert stored.kind is JobKind.BACKUP
+        assert stored.kind == "backup"
         assert stored.published_at is not None
         # One message on the maintenance list, for the backup task, named after the job.
         messages = _queued_messages(redis_url, "maintenance")
@@ -262,9 +263,7 @@ class TestCatalogue:
 def _add_job(db: Database, arguments: dict[str, Any]) -> Job:
     return write_transaction(
         db,
-        lambda s: JobRepository(s).add(
-            Job(kind=JobKind.BACKUP, arguments=arguments, max_attempts=3)
-        ),
+        lambda s: JobRepository(s).add(Job(kind="backup", arguments=arguments, max_attempts=3)),
     )
 
 

@@ -136,7 +136,7 @@ def test_the_strict_boolean_test_covers_every_boolean_of_a_request(
     schema: dict[str, Any],
 ) -> None:
     # A new boolean in a request body belongs in the test above.
-    assert _request_booleans(schema) == ["BackupRequest.prune"]
+    assert _request_booleans(schema) == ["BackupArguments.prune"]
 
 
 def test_the_cursor_is_documented_as_the_api_checks_it(schema: dict[str, Any]) -> None:

@@ -31,7 +31,8 @@ from db.transaction import write_transaction
 from domain.evaluations import Evaluation, EvaluationStatus
 from domain.jobs import JobError, JobStatus
 from domain.prompts import Prompt
-from tasks.evaluation.job import fail_evaluation
+from tasks.evaluation.lifecycle import fail_evaluation
+from tasks.registry import kind_registry
 from tests.support.api import (
     AUTH,
     TestClient,
@@ -150,7 +151,7 @@ def test_enqueue_creates_a_pending_evaluation_with_the_jobs_id(
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["kind"] == "evaluation"
     assert job["status"] == "queued"
-    assert job["max_attempts"] == app_settings.max_attempts("evaluation")
+    assert job["max_attempts"] == kind_registry().max_attempts(app_settings, "evaluation")
     assert job["progress_detail"] == {"done": 0, "total": 2, "unit": "cases"}
     # The job's arguments are the whole request, defaults filled in and scorers spelled out.
     expected_arguments = {

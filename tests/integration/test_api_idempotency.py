@@ -20,8 +20,10 @@ from core.settings import Settings
 from db.models import JobModel
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobKind, JobStatus
-from tasks.maintenance.schedule import catch_up, enqueue_fire, fire_of, period_key
+from domain.jobs import Job, JobStatus
+from jobs.runtime import Runtime
+from jobs.schedule import catch_up, enqueue_fire, fire_of, scheduled_jobs
+from tasks.registry import kind_registry
 from tests.support.api import (
     KEY,
     OTHER_KEY,
@@ -30,7 +32,6 @@ from tests.support.api import (
     ledger,
 )
 from workers.beat import beat_schedule
-from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,7 @@ def _running_since(settings: Settings, at: datetime) -> None:
     """A job accepted at ``at``: the system has been running since then."""
 
     def unit(session: Session) -> None:
-        job = JobRepository(session).add(Job(kind=JobKind.CANARY, arguments={}))
+        job = JobRepository(session).add(Job(kind="canary", arguments={}))
         session.execute(update(JobModel).where(JobModel.id == job.id).values(created_at=at))
 
     with ledger(settings) as db:
@@ -122,7 +123,8 @@ def test_a_client_cannot_reach_the_scheduled_backup_through_its_key(
 ) -> None:
     mine, _ = clients
     now = datetime.now(UTC)
-    _, arguments, period, cron = beat_schedule(app_settings)["nightly-backup"]["args"]
+    schedule = beat_schedule(app_settings, kind_registry())
+    _, arguments, period, cron = schedule["nightly-backup"]["args"]
     made, key = enqueue_fire(mine.runtime, "backup", arguments, period, cron, now)
     assert made.created
     assert key.startswith("schedule:backup:backup:")
@@ -147,12 +149,10 @@ def test_a_client_cannot_block_the_scheduled_jobs_by_using_their_keys_first(
     mine, _ = clients
     now = datetime.now(UTC)
     _running_since(app_settings, now - timedelta(days=8))  # so the last fires are caught up
-    schedule = beat_schedule(app_settings)
+    schedule = beat_schedule(app_settings, kind_registry())
     fires = {name: schedule[name]["args"] for name in ("nightly-backup", "restore-drill")}
-    keys = {
-        name: period_key(kind, arguments, period, fire_of(cron, now))
-        for name, (kind, arguments, period, cron) in fires.items()
-    }
+    scheduled = {job.name: job for job in scheduled_jobs(app_settings, kind_registry())}
+    keys = {name: scheduled[name].key(fire_of(cron, now)) for name, (*_, cron) in fires.items()}
     for name, body in (("nightly-backup", BACKUP), ("restore-drill", {"mode": "backup"})):
         answer = mine.post("/v1/jobs/backup", body, key=keys[name])
         assert answer.status_code == 202, answer.text

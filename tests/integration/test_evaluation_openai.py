@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from jobs.retry import RetryPolicy
 from tasks.evaluation.providers import (
     CompletionRequest,
     OpenAIProvider,
@@ -27,7 +28,6 @@ from tasks.evaluation.rate_limit import Unlimited
 from tasks.evaluation.run import EvaluationCaseFailed, RunOutcome, run_evaluation
 from tasks.evaluation.scorers import score
 from tasks.evaluation.spec import EvaluationSpec, JsonValidScorer
-from tasks.retry import RetryPolicy
 from tests.support.fake_llm_server import FakeLLMServer, Reply
 
 pytestmark = pytest.mark.integration

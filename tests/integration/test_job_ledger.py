@@ -13,16 +13,17 @@ from db.clock import database_now
 from db.column_types import utcnow
 from db.database import Database
 from db.errors import CheckViolation, UniqueViolation
-from db.models import CanaryEffectModel, JobModel
+from db.models import JobModel
 from db.repositories.jobs import JobCursor, JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobError, JobKind, JobStatus
+from domain.jobs import Job, JobError, JobStatus
+from tasks.canary.models import CanaryEffectModel
 
 pytestmark = pytest.mark.integration
 
 
 def _add(db: Database, **fields: object) -> Job:
-    job = Job(kind=JobKind.CANARY, arguments={"sleep_ms": 0}, max_attempts=3, **fields)  # type: ignore[arg-type]
+    job = Job(kind="canary", arguments={"sleep_ms": 0}, max_attempts=3, **fields)  # type: ignore[arg-type]
     return write_transaction(db, lambda s: JobRepository(s).add(job))
 
 

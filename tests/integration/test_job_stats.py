@@ -26,7 +26,7 @@ from db.models import JobModel
 from db.repositories.job_stats import JobStats, JobStatsRepository
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobError, JobKind
+from domain.jobs import Job, JobError
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ T0 = "2025-01-01 00:00:00.000000"
 AT = "strftime('%Y-%m-%d %H:%M:%f', :t, :later)"
 
 
-def _add(db: Database, kind: JobKind = JobKind.CANARY) -> Job:
+def _add(db: Database, kind: str = "canary") -> Job:
     job = Job(kind=kind, arguments={}, max_attempts=5)
     return write_transaction(db, lambda s: JobRepository(s).add(job))
 
@@ -78,7 +78,7 @@ def _claim(db: Database, job_id: str, *, lease_s: float = 60, **kwargs: Any) -> 
 def test_counts_follow_every_change_and_counters_survive_pruning(database: Database) -> None:
     db = database
     ok, failing, retried, cancelled_queued, cancelled_running, lapsed = (_add(db) for _ in range(6))
-    _add(db, JobKind.EVALUATION)
+    _add(db, "evaluation")
     assert _current(db) == _scanned(db) == {("canary", "queued"): 6, ("evaluation", "queued"): 1}
 
     # Claim, then succeed.

@@ -17,12 +17,13 @@ from core.settings import Settings
 from db import migrations
 from db.column_types import utcnow
 from db.database import Database
-from db.models import CanaryEffectModel, JobModel
+from db.models import JobModel
 from db.repositories.job_stats import JobStatsRepository
 from db.repositories.jobs import JobRepository
 from db.space import file_space
 from db.transaction import write_transaction
-from domain.jobs import Job, JobKind, JobStatus
+from domain.jobs import Job, JobStatus
+from tasks.canary.models import CanaryEffectModel
 from tasks.maintenance.pruning import prune_ledger
 from tests.conftest import make_settings
 
@@ -61,7 +62,7 @@ def _fill(db: Database, rows: int, *, status: str, finished: datetime, prefix: s
 
 
 def _queued(db: Database) -> Job:
-    job = Job(kind=JobKind.CANARY, arguments={"sleep_ms": 0}, max_attempts=3)
+    job = Job(kind="canary", arguments={"sleep_ms": 0}, max_attempts=3)
     return write_transaction(db, lambda s: JobRepository(s).add(job))
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.polling import wait_until
-from workers.redis_server import (
+from devstack.redis_server import (
     LOCK_FILE_NAME,
     EmbeddedRedis,
     RedisBinaryNotFound,
@@ -23,6 +22,7 @@ from workers.redis_server import (
     RedisPortInUse,
     RedisStartFailed,
 )
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ PROJECT_ROOT = Path(__file__).parents[2]
 PARENT_SCRIPT = """
 import sys
 from pathlib import Path
-from workers.redis_server import EmbeddedRedis
+from devstack.redis_server import EmbeddedRedis
 
 server = EmbeddedRedis(Path(sys.argv[1]), persistent=True)
 server.start()

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from core.settings import Settings
 from db.database import Database
+from jobs.queues import broker_lists
 from tests.conftest import make_settings
-from workers.queues import broker_lists
 
 KEY = "afk_test-key-one-0d7c"
 OTHER_KEY = "afk_test-key-two-91ab"

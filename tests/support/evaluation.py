@@ -27,9 +27,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from core.settings import JOB_KINDS
 from db.models import TestResultModel
 from db.repositories.evaluations import EvaluationRepository
+from tasks.registry import kind_registry
 from tests.support.fake_llm_server import RecordedRequest, Reply, Responder, echo_responder
 from tests.support.processes import Pipeline, wait_for
 
@@ -38,7 +38,7 @@ FINAL_EVALUATION_STATUSES = ("completed", "failed", "cancelled")
 
 #: Worker settings for evaluation runs: a lost job comes back within seconds.
 EVALUATION_TIMINGS: Mapping[str, Any] = {
-    "job_time_limits_s": dict.fromkeys(JOB_KINDS, 30),
+    "job_time_limits_s": dict.fromkeys(kind_registry().names, 30),
     "celery_visibility_timeout_s": 40,
     "job_retry_backoff_s": 0.2,
     "job_retry_backoff_max_s": 2,

@@ -2,7 +2,7 @@
 
 A :class:`Pipeline` owns a migrated libSQL file, a Redis URL, the settings that every
 process shares (short timings, so that redelivery takes seconds rather than minutes), a
-:class:`~workers.runtime.Runtime` in the test process to enqueue jobs and read the
+:class:`~jobs.runtime.Runtime` in the test process to enqueue jobs and read the
 ledger, and every worker and beat it starts. Each process runs in its own session
 (process group) and writes to a log file under the pipeline's folder; failure messages
 quote the tails of those logs. Closing the pipeline stops every process (SIGTERM, then
@@ -34,11 +34,14 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from core.settings import JOB_KINDS, Settings
+from core.settings import Settings
 from db import migrations
-from db.models import CanaryEffectModel
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
+from jobs.queues import broker_lists
+from jobs.runtime import Runtime
+from tasks.canary.models import CanaryEffectModel
+from tasks.registry import kind_registry
 from tests.conftest import make_settings
 from tests.support.api import TestClient, client_for
 from tests.support.logs import LogFile, LogSearch
@@ -46,8 +49,6 @@ from tests.support.polling import poll
 from tests.support.polling import wait_for as wait_for
 from tests.support.polling import wait_until as wait_until
 from workers.app import create_celery
-from workers.queues import ALL_QUEUES, broker_lists
-from workers.runtime import Runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-test-key"
@@ -55,7 +56,7 @@ API_KEY = "e2e-test-key"
 # Short timings: a lost job comes back in seconds. The visibility timeout must exceed
 # every time limit and the longest retry delay (the settings check it).
 FAST_TIMINGS: Mapping[str, Any] = {
-    "job_time_limits_s": dict.fromkeys(JOB_KINDS, 20),
+    "job_time_limits_s": dict.fromkeys(kind_registry().names, 20),
     "celery_visibility_timeout_s": 25,
     "job_retry_backoff_s": 0.2,
     "job_retry_backoff_max_s": 2,
@@ -69,8 +70,8 @@ FAST_TIMINGS: Mapping[str, Any] = {
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 40
-# How a worker's lease keeper process is started (``python -m workers.lease_keeper``).
-LEASE_KEEPER_MODULE = "workers.lease_keeper"
+# How a worker's lease keeper process is started (``python -m jobs.lease_keeper``).
+LEASE_KEEPER_MODULE = "jobs.lease_keeper"
 # What RedBeat logs when this beat holds the schedule lock (and so is the one that fires).
 BEAT_ACQUIRED_LOCK = "beat: Acquired lock"
 
@@ -457,7 +458,7 @@ class Pipeline:
             except Exception as exc:  # describing must not hide the original failure
                 parts.append(f"ledger row of {job_id} unreadable: {exc!r}")
         try:
-            queues = {name: self.queue_length(name) for name in ALL_QUEUES}
+            queues = {name: self.queue_length(name) for name in self.runtime.kinds.queues}
             parts.append(f"redis queue lengths: {queues}")
         except redis.RedisError as exc:
             parts.append(f"redis unreadable: {exc!r}")

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from core.errors import AutoforgeError
-from workers.redis_server import EmbeddedRedis
+from devstack.redis_server import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")

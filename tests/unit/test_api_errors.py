@@ -15,7 +15,7 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from core.errors import AutoforgeError, InvalidData, NotFound, PermanentError, TransientError
 from db.errors import CheckViolation, DatabaseBusy, DatabaseUnavailable, QueryError, UniqueViolation
-from workers.outbox import IdempotencyConflict
+from jobs.outbox import IdempotencyConflict
 
 ERRORS: dict[str, AutoforgeError] = {
     "not-found": NotFound("no such thing"),

@@ -9,7 +9,7 @@ import pytest
 
 from api.pagination import InvalidCursor, decode_cursor, encode_cursor
 from db.repositories.jobs import JobCursor
-from domain.jobs import Job, JobKind
+from domain.jobs import Job
 
 
 def _b64(text: str) -> str:
@@ -18,7 +18,7 @@ def _b64(text: str) -> str:
 
 def test_round_trip() -> None:
     created = datetime(2026, 11, 27, 11, 54, 43, 649095, tzinfo=UTC)
-    job = Job(kind=JobKind.CANARY, arguments={}, id="3f1c-id", created_at=created)
+    job = Job(kind="canary", arguments={}, id="3f1c-id", created_at=created)
 
     cursor = encode_cursor(job)
 

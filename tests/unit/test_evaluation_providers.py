@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.retry import RetryPolicy
 from tasks.evaluation.providers import (
     Completion,
     CompletionRequest,
@@ -20,7 +21,6 @@ from tasks.evaluation.providers import (
     provider_for,
     with_retries,
 )
-from tasks.retry import RetryPolicy
 from tests.conftest import make_settings
 
 

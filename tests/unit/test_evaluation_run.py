@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from domain.schemas import EvaluationMetrics
+from jobs.retry import RetryPolicy
 from tasks.evaluation.providers import (
     Completion,
     CompletionRequest,
@@ -23,7 +24,6 @@ from tasks.evaluation.render import TemplateError
 from tasks.evaluation.run import EvaluationCaseFailed, RunOutcome, run_evaluation
 from tasks.evaluation.scorers import ScorerUnavailable
 from tasks.evaluation.spec import EvaluationSpec
-from tasks.retry import RetryPolicy
 
 FAST_RETRIES = RetryPolicy(base_s=0.001, max_s=0.002)
 

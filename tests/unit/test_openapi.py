@@ -12,8 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.openapi import REQUEST_EXAMPLES, VALIDATION_ERROR_EXAMPLE
+from api.openapi import VALIDATION_ERROR_EXAMPLE, request_examples
 from api.schemas import ValidationErrorBody
+from tasks.registry import kind_registry
 from tests.conftest import make_settings
 
 with warnings.catch_warnings():
@@ -74,7 +75,7 @@ def test_the_documented_422_is_the_shape_the_api_answers_with(app: FastAPI) -> N
 
 def test_every_request_body_has_an_example_its_model_accepts(app: FastAPI) -> None:
     document = app.openapi()
-    models = {model.__name__: model for model in REQUEST_EXAMPLES}
+    models = {model.__name__: model for model in request_examples(kind_registry())}
 
     bodies = [
         (method, path, op["requestBody"]["content"]["application/json"])

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from celery.schedules import crontab
 
-from tasks.maintenance.schedule import fire_of, latest_fire, period_key, scheduled_jobs
+from jobs.schedule import fire_of, latest_fire, parse_cron, period_key, scheduled_jobs
+from tasks.registry import kind_registry
 from tests.conftest import make_settings
-from workers.beat import parse_cron
 
 CRONS = [
     "0 3 * * *",
@@ -66,7 +66,7 @@ def test_a_fire_whose_task_runs_after_midnight_names_its_own_day() -> None:
     ran_at = datetime(2026, 5, 2, 0, 5, tzinfo=UTC)  # delayed 15 minutes, past midnight
     fire = fire_of("50 23 * * *", ran_at)
     assert fire == latest_fire(late_fire, ran_at) == datetime(2026, 5, 1, 23, 50, tzinfo=UTC)
-    key = period_key("backup", {"mode": "backup"}, "%Y-%m-%d", fire)
+    key = period_key("backup", "backup", "%Y-%m-%d", fire)
     assert key == "schedule:backup:backup:2026-05-01"
 
 
@@ -74,9 +74,7 @@ def test_a_weekly_drill_names_the_iso_week_of_its_fire() -> None:
     ran_at = datetime(2026, 5, 4, 0, 10, tzinfo=UTC)  # Monday, week 19; fired Sunday, week 18
     fire = fire_of("30 4 * * 0", ran_at)
     assert fire == datetime(2026, 5, 3, 4, 30, tzinfo=UTC)
-    assert period_key("backup", {"mode": "drill"}, "%G-W%V", fire) == (
-        "schedule:backup:drill:2026-W18"
-    )
+    assert period_key("backup", "drill", "%G-W%V", fire) == ("schedule:backup:drill:2026-W18")
 
 
 def test_a_message_without_a_cron_names_the_period_of_now() -> None:
@@ -88,7 +86,7 @@ def test_the_scheduled_jobs_are_beats_enqueue_entries(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path / "x.db", backup_cron="5 1 * * *", restore_drill_cron="0 6 * * 3"
     )
-    jobs = {job.name: job for job in scheduled_jobs(settings)}
+    jobs = {job.name: job for job in scheduled_jobs(settings, kind_registry())}
     assert set(jobs) == {"nightly-backup", "restore-drill"}
     nightly, drill = jobs["nightly-backup"], jobs["restore-drill"]
     assert nightly.arguments == {"mode": "backup", "prune": True}

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from api.app import create_app
 from core.database_url import parse_database_url
 from core.errors import ConfigurationError
 from core.settings import load_settings
+from tasks.registry import kind_registry
+from workers.app import create_celery
 
 TOKEN = "tok-7f3c9a-SECRET-do-not-print"
 
@@ -216,14 +219,6 @@ def test_redis_password_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        (
-            {"CELERY_VISIBILITY_TIMEOUT_S": "600"},
-            "CELERY_VISIBILITY_TIMEOUT_S (600) must exceed the longest job time limit",
-        ),
-        (
-            {"JOB_TIME_LIMITS_S": '{"canary": 30, "nightly": 5}'},
-            "JOB_TIME_LIMITS_S names unknown job kinds ['nightly']",
-        ),
         ({"JOB_MAX_ATTEMPTS": '{"canary": 0}'}, "JOB_MAX_ATTEMPTS values must be at least 1"),
         ({"JOB_MAX_ATTEMPTS": "three"}, "JOB_MAX_ATTEMPTS"),
         ({"API_PORT": "99999"}, "API_PORT: Input should be less than or equal to 65535"),
@@ -245,11 +240,38 @@ def test_pipeline_settings_are_checked(
     assert problem in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"CELERY_VISIBILITY_TIMEOUT_S": "600"},
+            "CELERY_VISIBILITY_TIMEOUT_S (600) must exceed the longest job time limit",
+        ),
+        (
+            {"JOB_TIME_LIMITS_S": '{"canary": 30, "nightly": 5}'},
+            "JOB_TIME_LIMITS_S names unknown job kinds ['nightly']",
+        ),
+    ],
+)
+def test_per_kind_settings_are_checked_against_the_kinds_when_an_app_is_built(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(_env_file=None)  # the settings alone do not know the kinds
+    for build in (create_celery, create_app):
+        with pytest.raises(ConfigurationError) as caught:
+            build(settings)
+        assert problem in str(caught.value)
+
+
 def test_per_kind_limits_override_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOB_TIME_LIMITS_S", '{"canary": 30}')
     monkeypatch.setenv("JOB_MAX_ATTEMPTS", '{"canary": 3}')
     monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT_S", "3700")
     settings = load_settings(_env_file=None)
-    assert settings.time_limit_s("canary") == 30
-    assert settings.max_attempts("canary") == 3
-    assert settings.time_limit_s("backup") == 3600
+    kinds = kind_registry()
+    kinds.check_settings(settings)
+    assert kinds.time_limit_s(settings, "canary") == 30
+    assert kinds.max_attempts(settings, "canary") == 3
+    assert kinds.time_limit_s(settings, "backup") == 3600

@@ -8,6 +8,7 @@ import pytest
 
 from core.settings import Settings
 from core.settings_view import redact_url, settings_view
+from tasks.registry import kind_registry
 from tests.conftest import make_settings
 
 
@@ -45,7 +46,10 @@ def test_every_setting_is_listed_under_its_variable_with_secrets_hidden(tmp_path
         turso_auth_token="PW-8",
     )
 
-    view = {line.variable: line for line in settings_view(settings)}
+    kinds = kind_registry()
+    view = {
+        line.variable: line for line in settings_view(settings, in_force=kinds.effective(settings))
+    }
 
     assert list(view) == [name.upper() for name in Settings.model_fields]
     assert view["REDIS_URL"].value == "redis://default:***@cache.internal:6380/2"
@@ -64,4 +68,5 @@ def test_every_setting_is_listed_under_its_variable_with_secrets_hidden(tmp_path
     assert view["LOG_FORMAT"].source == "default"
     assert view["REDIS_URL"].source == "set"
     assert view["JOB_MAX_ATTEMPTS"].value["canary"] == 11
+    assert view["JOB_MAX_ATTEMPTS"].source == "default"
     assert "PW-" not in repr([line.value for line in view.values()])

@@ -1,7 +1,7 @@
 """Hand jobs to the broker. Publishing is best effort: the ledger is the truth.
 
 A job whose publish fails stays ``queued``; the outbox sweeper hands it over again once
-the broker is back (see :mod:`workers.outbox`).
+the broker is back (see :mod:`jobs.outbox`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import logging
 from typing import Any
 
 from domain.jobs import Job
-from workers.queues import JOB_PRIORITY, ROUTES
+from jobs.queues import JOB_PRIORITY
+from jobs.registry import KindRegistry
 
 log = logging.getLogger("autoforge.publisher")
 
@@ -18,8 +19,9 @@ log = logging.getLogger("autoforge.publisher")
 class JobPublisher:
     """Sends a job's Celery task (its id is the task id) to the kind's queue."""
 
-    def __init__(self, celery_app: Any) -> None:
+    def __init__(self, celery_app: Any, kinds: KindRegistry) -> None:
         self._app = celery_app
+        self._kinds = kinds
 
     def publish(
         self, job: Job, *, countdown: float | None = None, priority: int = JOB_PRIORITY
@@ -38,10 +40,14 @@ class JobPublisher:
                 # the caller (an API request, the sweeper) waits. The ledger keeps the job.
                 connection.ensure_connection(max_retries=0)
                 for job in jobs:
-                    route = ROUTES[job.kind]
-                    self._send(
-                        route.task_name, route.queue, job.id, countdown, priority, connection
-                    )
+                    kind = self._kinds.get(str(job.kind))
+                    if kind is None:
+                        # No worker runs it; the others in the batch still go out.
+                        log.error(
+                            "job %s has an undeclared kind %r: not published", job.id, job.kind
+                        )
+                        continue
+                    self._send(kind.task_name, kind.queue, job.id, countdown, priority, connection)
                     published.append(job.id)
         except Exception as exc:  # kombu/redis raise many types; all mean "not published"
             log.warning(

@@ -1,7 +1,7 @@
 """What a job's logic gets to see: the job, the settings, the database, progress reports.
 
 While the logic runs, the worker's lease keeper renews the job's lease in the ledger from
-outside this process (:mod:`workers.leases`); if the worker dies, the lease lapses and
+outside this process (:mod:`jobs.leases`); if the worker dies, the lease lapses and
 the outbox sweeper hands the job to another worker.
 """
 

@@ -8,7 +8,7 @@ still running started elsewhere.
 
 So the worker's main process (the prefork parent, which runs no job code) knows which
 jobs its pool processes run, from Celery's own record of active requests, and hands that
-list to a small lease keeper process (:mod:`workers.lease_keeper`), which renews all of
+list to a small lease keeper process (:mod:`jobs.lease_keeper`), which renews all of
 them in one UPDATE every third of ``JOB_LEASE_S``. When a pool process dies, its lease is
 released at once, before Celery hands the message back, so the next delivery can claim
 the job without waiting for the lease to lapse. The keeper, not a thread of the main
@@ -39,7 +39,6 @@ from celery.worker import state as worker_state
 from celery.worker.request import Request
 
 from core.settings import Settings
-from workers.queues import JOB_TASK_NAMES
 
 log = logging.getLogger("autoforge.leases")
 
@@ -62,8 +61,10 @@ class LeaseRenewal:
     processes inherit the worker's id; :meth:`forget` runs in each forked pool process.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, job_task_names: frozenset[str]) -> None:
         self._settings = settings
+        #: The Celery tasks that run ledger jobs, whose leases are kept.
+        self.job_task_names = job_task_names
         self.worker_id: str | None = None
         self._main_pid: int | None = None
         self._keeper: subprocess.Popen[bytes] | None = None
@@ -133,7 +134,7 @@ class LeaseRenewal:
             [
                 sys.executable,
                 "-m",
-                "workers.lease_keeper",
+                "jobs.lease_keeper",
                 "--worker",
                 self.worker_id,
                 "--parent",
@@ -148,7 +149,7 @@ class LeaseRenewal:
         # while the main thread may be adding to it.
         for reference in tuple(worker_state.active_requests.data):
             request = reference()
-            if request is None or request.name not in JOB_TASK_NAMES:
+            if request is None or request.name not in self.job_task_names:
                 continue
             if request.worker_pid is None:
                 continue
@@ -224,5 +225,6 @@ class JobRequest(Request):  # type: ignore[misc]
         super().on_timeout(soft, timeout)
 
     def _release(self) -> None:
-        if self.worker_pid is not None and self.name in JOB_TASK_NAMES:
-            self._leases().release(self.id, self.worker_pid)
+        leases = self._leases()
+        if self.worker_pid is not None and self.name in leases.job_task_names:
+            leases.release(self.id, self.worker_pid)

@@ -1,7 +1,8 @@
 """Scheduled ledger jobs: which period a fire belongs to, and catching up a lost fire.
 
-Beat fires ``enqueue_scheduled`` at each cron time of the nightly backup and the weekly
-restore drill (``workers/beat.py`` declares them). Until a worker runs it, that fire is
+Job kinds declare their schedules (:class:`jobs.kind.Schedule`: the backup kind's nightly
+backup and weekly restore drill), and beat fires ``enqueue_scheduled`` at each of their
+cron times (``workers/beat.py`` makes the entries). Until a worker runs it, that fire is
 only a Redis message: lost with Redis, or never sent while beat was down, the period
 would have no job. So the outbox sweeper also makes sure that the latest period of each
 schedule has its job in the ledger (:func:`catch_up`).
@@ -27,33 +28,68 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from core.errors import ConfigurationError
 from core.settings import Settings
 from db.repositories.jobs import JobRepository
 from domain.idempotency import schedule_key
-from domain.jobs import JobKind
-from workers.beat import beat_schedule, parse_cron
-from workers.outbox import Enqueued, enqueue
-from workers.queues import ENQUEUE_SCHEDULED_TASK
-from workers.runtime import Runtime
+from jobs.errors import UndeclaredSchedule
+from jobs.kind import Schedule
+from jobs.outbox import Enqueued, enqueue
+from jobs.registry import KindRegistry
+from jobs.runtime import Runtime
 
 # Searching further back than this for a fire is pointless: such a fire is older than any
 # ledger retention. It only bounds the search for schedules that almost never fire.
 _LOOKBACK_DAYS = 5 * 366
 
 
+def parse_cron(expression: str, *, variable: str) -> crontab:
+    """A five-field cron expression (minute hour day-of-month month day-of-week)."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ConfigurationError(
+            f"{variable}: expected 5 cron fields (minute hour day month weekday), "
+            f"got {len(fields)} in {expression!r}"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except Exception as exc:  # celery raises ValueError or its own ParseException
+        raise ConfigurationError(
+            f"{variable}: invalid cron expression {expression!r}: {exc}"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduledJob:
     """A ledger job that beat enqueues on a cron schedule, once per period."""
 
-    name: str
-    kind: JobKind
-    arguments: dict[str, Any]
-    period: str  # strftime pattern of the fire time (UTC) naming the period
+    kind: str
+    declared: Schedule
     schedule: crontab
+
+    @property
+    def name(self) -> str:
+        return self.declared.name
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.declared.arguments)
+
+    @property
+    def period(self) -> str:
+        """strftime pattern of the fire time (UTC) naming the period."""
+        return self.declared.period
 
     def key(self, fire: datetime) -> str:
         """The idempotency key of the period that ``fire`` belongs to."""
-        return period_key(str(self.kind), self.arguments, self.period, fire)
+        return period_key(self.kind, self.declared.key, self.period, fire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +102,16 @@ class CaughtUp:
     created: bool
 
 
-def scheduled_jobs(settings: Settings) -> list[ScheduledJob]:
-    """The ledger jobs of beat's schedule (the entries that fire ``enqueue_scheduled``)."""
-    jobs = []
-    for name, entry in beat_schedule(settings).items():
-        if entry["task"] != ENQUEUE_SCHEDULED_TASK:
-            continue
-        kind, arguments, period, _cron = entry["args"]
-        jobs.append(ScheduledJob(name, JobKind(kind), arguments, period, entry["schedule"]))
-    return jobs
+def scheduled_jobs(settings: Settings, kinds: KindRegistry) -> list[ScheduledJob]:
+    """The ledger jobs that the kinds schedule, with their cron times from ``settings``."""
+    return [
+        ScheduledJob(
+            kind.name,
+            schedule,
+            parse_cron(schedule.cron(settings), variable=schedule.variable),
+        )
+        for kind, schedule in kinds.schedules()
+    ]
 
 
 def latest_fire(schedule: crontab, now: datetime) -> datetime | None:
@@ -105,9 +142,10 @@ def latest_fire(schedule: crontab, now: datetime) -> datetime | None:
     return None
 
 
-def period_key(kind: str, arguments: dict[str, Any], period: str, fire: datetime) -> str:
-    """The idempotency key of a scheduled job: its schedule and the period of its fire."""
-    return schedule_key(kind, str(arguments.get("mode", "")), fire.strftime(period))
+def period_key(kind: str, schedule: str, period: str, fire: datetime) -> str:
+    """The idempotency key of a scheduled job: its kind, its schedule's ``key`` and the
+    period (``period``, a strftime pattern) of its fire."""
+    return schedule_key(kind, schedule, fire.strftime(period))
 
 
 def fire_of(cron: str | None, now: datetime) -> datetime:
@@ -131,9 +169,19 @@ def enqueue_fire(
     now: datetime,
 ) -> tuple[Enqueued, str]:
     """Beat's fire of a schedule: its period's job (made now, or the one already made)
-    and the period's key."""
-    key = period_key(kind, arguments, period, fire_of(cron, now))
-    return enqueue(runtime, JobKind(kind), arguments, idempotency_key=key), key
+    and the period's key.
+
+    The fire names its kind and arguments (as beat's messages always have); the schedule
+    they belong to is found among the kinds' declarations.
+
+    Raises:
+        UndeclaredSchedule: no kind declares a schedule of ``kind`` with ``arguments``.
+    """
+    declared = runtime.kinds.schedule_of(kind, arguments)
+    if declared is None:
+        raise UndeclaredSchedule(f"no schedule of job kind {kind!r} has arguments {arguments}")
+    key = period_key(kind, declared.key, period, fire_of(cron, now))
+    return enqueue(runtime, kind, arguments, idempotency_key=key), key
 
 
 def catch_up(runtime: Runtime, now: datetime) -> list[CaughtUp]:
@@ -146,7 +194,7 @@ def catch_up(runtime: Runtime, now: datetime) -> list[CaughtUp]:
     settings = runtime.settings
     oldest = now - timedelta(days=settings.ledger_retention_days)
     wanted = []
-    for job in scheduled_jobs(settings):
+    for job in scheduled_jobs(settings, runtime.kinds):
         fire = latest_fire(job.schedule, now)
         if fire is not None and fire > oldest:
             wanted.append((job, fire, job.key(fire)))

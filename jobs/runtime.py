@@ -1,5 +1,5 @@
-"""What a worker or API process holds: settings, the database, the job publisher, and
-(in a worker) lease renewal.
+"""What a worker or API process holds: settings, the declared job kinds, the database, the
+job publisher, and (in a worker) lease renewal.
 
 Built from the settings without connecting to anything; connections are made lazily in
 the process that uses them (see :class:`db.database.Database`).
@@ -15,13 +15,15 @@ import redis
 
 from core.settings import Settings
 from db.database import Database
-from workers.leases import LeaseRenewal
-from workers.publisher import JobPublisher
+from jobs.leases import LeaseRenewal
+from jobs.publisher import JobPublisher
+from jobs.registry import KindRegistry
 
 
 @dataclass
 class Runtime:
     settings: Settings
+    kinds: KindRegistry
     db: Database
     publisher: JobPublisher
     leases: LeaseRenewal

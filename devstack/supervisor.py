@@ -10,7 +10,7 @@ and forwarded to our stdout, as docker compose and foreman do. One terminal show
 whole system in order, nothing piles up on disk, and a redirect (``autoforge up > log``)
 keeps it all. Known secrets are replaced by ``***`` in forwarded lines. The last lines of
 each child are also kept in memory for crash reports. The embedded Redis writes to
-``<data_dir>/redis/valkey.log`` (see :class:`~workers.redis_server.EmbeddedRedis`).
+``<data_dir>/redis/valkey.log`` (see :class:`~devstack.redis_server.EmbeddedRedis`).
 
 Children run in their own sessions, so a Ctrl-C in the terminal reaches only us and we
 stop them in order; each also asks the kernel for ``PR_SET_PDEATHSIG=SIGTERM``, so it
@@ -67,13 +67,12 @@ from core.local_secrets import (
 )
 from core.logging import redact
 from core.settings import Settings
-from workers.queues import ALL_QUEUES, MAINTENANCE_QUEUE
 
 # Reused, not copied: one place knows how a child asks to die with its parent.
-from workers.redis_server import EmbeddedRedis, client_host, die_with_parent
+from devstack.redis_server import EmbeddedRedis, client_host, die_with_parent
+from jobs.retry import SUPERVISOR_RESTART_POLICY, RetryPolicy
+from tasks.registry import kind_registry
 
-#: Queues a worker started by ``autoforge up`` consumes when none are chosen.
-DEFAULT_QUEUES: tuple[str, ...] = tuple(dict.fromkeys((*ALL_QUEUES, MAINTENANCE_QUEUE)))
 #: The worker's node name; ``%h`` is Celery's placeholder for the host name.
 WORKER_NODE_NAME = "autoforge@%h"
 
@@ -99,7 +98,7 @@ class UpOptions:
     worker: bool = True
     beat: bool = True
     flower: bool = True
-    #: Queues for the worker; empty means :data:`DEFAULT_QUEUES` (all of them).
+    #: Queues for the worker; empty means all of them (every kind's, and maintenance).
     queues: tuple[str, ...] = ()
     stop_timeout_s: float = 30.0
     escalation_grace_s: float = 10.0
@@ -236,8 +235,7 @@ class Supervisor:
         escalation_grace_s: float = 10.0,
         max_restarts: int = 5,
         restart_window_s: float = 60.0,
-        backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 30.0,
+        restart_policy: RetryPolicy = SUPERVISOR_RESTART_POLICY,
         secrets: Sequence[str] = (),
         ready_probe: tuple[str, Callable[[], bool]] | None = None,
         console: Console | None = None,
@@ -251,8 +249,7 @@ class Supervisor:
         self._escalation_grace_s = escalation_grace_s
         self._max_restarts = max_restarts
         self._restart_window_s = restart_window_s
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
+        self._restart_policy = restart_policy
         self._secrets = [s for s in secrets if s]
         self._ready_probe = ready_probe
         self._console = console if console is not None else Console()
@@ -380,7 +377,7 @@ class Supervisor:
                 "giving up and stopping everything"
             )
             return None
-        delay = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** (count - 1))
+        delay = self._restart_policy.delay(count)
         self.warn(
             f"restarting {name} in {delay:.1f} s "
             f"(restart {count} of at most {self._max_restarts} within "
@@ -582,14 +579,14 @@ def describe_exit(code: int | None) -> str:
 # --- ``autoforge up`` -----------------------------------------------------------------------
 
 
-def resolve_queues(options: UpOptions) -> tuple[str, ...]:
-    """The worker's queues: the chosen ones (checked) or all of them."""
+def resolve_queues(options: UpOptions, known: Sequence[str]) -> tuple[str, ...]:
+    """The worker's queues: the chosen ones (checked against ``known``) or all of them."""
     if not options.queues:
-        return DEFAULT_QUEUES
-    unknown = [queue for queue in options.queues if queue not in DEFAULT_QUEUES]
+        return tuple(known)
+    unknown = [queue for queue in options.queues if queue not in known]
     if unknown:
         raise ConfigurationError(
-            f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_QUEUES)}"
+            f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
     return tuple(dict.fromkeys(options.queues))
 
@@ -683,7 +680,7 @@ def _ensure_credentials(
 
 
 def child_specs(
-    settings: Settings, options: UpOptions, *, flower_auth: str | None
+    settings: Settings, options: UpOptions, queues: Sequence[str], *, flower_auth: str | None
 ) -> list[ChildSpec]:
     """The processes ``autoforge up`` supervises, each started with this interpreter."""
     python = sys.executable
@@ -720,7 +717,7 @@ def child_specs(
                 "worker",
                 (
                     *celery, "worker",
-                    "-Q", ",".join(resolve_queues(options)),
+                    "-Q", ",".join(queues),
                     "-c", str(settings.worker_concurrency),
                     "--hostname", WORKER_NODE_NAME,
                     "--loglevel", level,
@@ -785,12 +782,16 @@ def run_up(
     """Start and supervise the whole system until a stop signal; the process exit code.
 
     Raises:
-        ConfigurationError: a port is taken (:class:`PortInUse`), a queue is unknown, a
-            required secret is missing outside ``local``, or Redis cannot start.
+        ConfigurationError: the settings do not fit the job kinds, a port is taken
+            (:class:`PortInUse`), a queue is unknown, a required secret is missing
+            outside ``local``, or Redis cannot start.
     """
     if not (options.api or options.worker or options.beat or options.flower):
         raise ConfigurationError("nothing to start: every process was switched off")
-    resolve_queues(options)  # fail on a typo before anything starts
+    kinds = kind_registry()
+    # Each child would refuse these settings at start: say so once, before anything starts.
+    kinds.check_settings(settings)
+    queues = resolve_queues(options, kinds.queues)  # fail on a typo before anything starts
     check_ports(settings, options)
     # Imported late: loading Alembic logs its plugins, noise before a refusal above.
     from db import migrations
@@ -830,10 +831,10 @@ def run_up(
                 flower = _http_base(settings.bind_host, settings.flower_port)
                 printer.say(f"Flower: {flower}  (basic auth, user {user})")
             if options.worker:
-                printer.say(f"worker queues: {', '.join(resolve_queues(options))}")
+                printer.say(f"worker queues: {', '.join(queues)}")
             printer.say("Ctrl-C stops everything")
             supervisor = Supervisor(
-                child_specs(settings, options, flower_auth=credentials.flower_auth),
+                child_specs(settings, options, queues, flower_auth=credentials.flower_auth),
                 stop_timeout_s=options.stop_timeout_s,
                 escalation_grace_s=options.escalation_grace_s,
                 max_restarts=options.max_restarts,

@@ -1,6 +1,6 @@
 """The lease keeper: a small process that renews the leases of one worker's running jobs.
 
-A worker's main process starts it (see :mod:`workers.leases`) and writes to its stdin,
+A worker's main process starts it (see :mod:`jobs.leases`) and writes to its stdin,
 one JSON object a line:
 
 - ``{"held": [[job_id, owner], ...]}``: every job running in the worker now, with the
@@ -16,7 +16,7 @@ process that did cannot reach a remote database). It exits when its stdin closes
 parent is gone, and only then (it ignores SIGINT and SIGTERM: a worker's warm shutdown
 still needs it): the leases of a dead worker then lapse within ``JOB_LEASE_S``.
 
-Run as ``python -m workers.lease_keeper --worker ID --parent PID``; settings come from
+Run as ``python -m jobs.lease_keeper --worker ID --parent PID``; settings come from
 the environment, as in :mod:`workers.main`.
 """
 

@@ -6,7 +6,7 @@ A Celery task of ours takes a job id and nothing else. ``run_job``:
    owned by this process); a job that is finished, cancelled, or running elsewhere under
    a live lease is skipped, which makes redelivered messages harmless;
 2. runs the kind's logic; the worker's lease keeper, outside this process, keeps the
-   lease fresh meanwhile (:mod:`workers.leases`);
+   lease fresh meanwhile (:mod:`jobs.leases`);
 3. on success writes the job's effects and ``succeeded`` in one write transaction,
    guarded so that only the attempt that still owns the job can commit (exactly-once
    effects on top of at-least-once delivery);
@@ -32,11 +32,11 @@ from db.clock import database_now
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobError
-from tasks.context import JobContext, JobOutcome
-from tasks.errors import AttemptsExhausted, JobSuperseded, JobTimedOut
-from tasks.retry import RetryPolicy
-from workers.leases import JobRequest
-from workers.runtime import Runtime
+from jobs.context import JobContext, JobOutcome
+from jobs.errors import AttemptsExhausted, JobSuperseded, JobTimedOut
+from jobs.leases import JobRequest
+from jobs.retry import RetryPolicy, job_retry_policy
+from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.jobs")
 
@@ -65,10 +65,12 @@ class LedgerTask(Task):  # type: ignore[misc]
     def run_job(
         self, job_id: str, logic: JobLogic, *, on_failure: FailureHook | None = None
     ) -> dict[str, Any]:
+        """Claim job ``job_id``, run ``logic`` on it and record how it ended (see the
+        module's docstring); ``on_failure`` runs in the transaction that ends it failed."""
         runtime = self.runtime
         settings = runtime.settings
         fail = partial(self._fail, on_failure=on_failure)
-        policy = RetryPolicy(settings.job_retry_backoff_s, settings.job_retry_backoff_max_s)
+        policy = job_retry_policy(settings)
         owner = runtime.leases.owner()
         try:
             job = write_transaction(
@@ -97,7 +99,7 @@ class LedgerTask(Task):  # type: ignore[misc]
             except TransientError as exc:
                 return self._retry_or_fail(job, exc, policy, fail)
             except SoftTimeLimitExceeded:
-                limit = settings.time_limit_s(str(job.kind))
+                limit = runtime.kinds.time_limit_s(settings, str(job.kind))
                 fail(job, JobTimedOut(f"ran past its time limit ({limit} s)"))
                 raise
             except PermanentError as exc:

@@ -15,7 +15,6 @@ committed, nothing that happens to the bookkeeping can turn the answer into an e
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +23,10 @@ from sqlalchemy.orm import Session
 from core.errors import PermanentError
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
-from domain.jobs import Job, JobKind, JobStatus, request_fingerprint
-from workers.queues import RECOVERY_PRIORITY
-from workers.runtime import Runtime
+from domain.jobs import Job, JobStatus, request_fingerprint
+from jobs.errors import KindDisabled
+from jobs.queues import RECOVERY_PRIORITY
+from jobs.runtime import Runtime
 
 log = logging.getLogger("autoforge.outbox")
 
@@ -44,13 +44,22 @@ class Enqueued:
 
 def enqueue(
     runtime: Runtime,
-    kind: JobKind,
+    kind: str,
     arguments: dict[str, Any],
     *,
     idempotency_key: str | None = None,
-    with_domain_rows: Callable[[Session, Job], None] | None = None,
 ) -> Enqueued:
-    """Accept a job: ledger row (plus domain rows) committed first, then published."""
+    """Accept a job: ledger row (plus the kind's domain rows) committed first, then
+    published.
+
+    Raises:
+        UnknownKind: no kind of that name is declared (its job would never run).
+        KindDisabled: the kind does not accept new jobs.
+    """
+    declared = runtime.kinds[str(kind)]
+    if not declared.enabled:
+        raise KindDisabled(f"job kind {declared.name!r} does not accept new jobs")
+    max_attempts = runtime.kinds.max_attempts(runtime.settings, declared.name)
     fingerprint = request_fingerprint(str(kind), arguments)
 
     def unit(session: Session) -> tuple[Job, bool]:
@@ -65,15 +74,15 @@ def enqueue(
                 return existing, False
         job = jobs.add(
             Job(
-                kind=kind,
+                kind=declared.name,
                 arguments=arguments,
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
-                max_attempts=runtime.settings.max_attempts(str(kind)),
+                max_attempts=max_attempts,
             )
         )
-        if with_domain_rows is not None:
-            with_domain_rows(session, job)
+        if declared.domain_rows is not None:
+            declared.domain_rows.load()(session, job)
         return job, True
 
     job, created = write_transaction(runtime.db, unit)
