@@ -52,8 +52,6 @@ import libsql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.redis_server import EmbeddedRedis  # noqa: E402
-
 from api.pagination import encode_cursor  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from db import migrations  # noqa: E402
@@ -62,7 +60,8 @@ from db.database import Database  # noqa: E402
 from db.repositories.jobs import PRUNE_BATCH_ROWS, JobRepository  # noqa: E402
 from db.space import file_space  # noqa: E402
 from db.transaction import write_transaction  # noqa: E402
-from domain.jobs import Job, JobKind, JobStatus  # noqa: E402
+from devstack.redis_server import EmbeddedRedis  # noqa: E402
+from domain.jobs import Job, JobStatus  # noqa: E402
 from tasks.maintenance.pruning import VACUUM_STEP_PAGES, prune_ledger  # noqa: E402
 
 API_KEY = "afk_bench-ledger-growth-key"
@@ -361,7 +360,7 @@ def writer_main(path: Path, stop_file: Path, out: Path, interval_s: float) -> No
     samples: list[tuple[float, float]] = []
     try:
         while not stop_file.exists():
-            job = Job(kind=JobKind.CANARY, arguments={"sleep_ms": 0}, status=JobStatus.SUCCEEDED)
+            job = Job(kind="canary", arguments={"sleep_ms": 0}, status=JobStatus.SUCCEEDED)
             started = time.monotonic()
             write_transaction(db, lambda s, job=job: JobRepository(s).add(job))  # type: ignore[misc]
             samples.append((started, time.monotonic() - started))

@@ -22,10 +22,6 @@ if str(ROOT) not in sys.path:  # run as a file, not as ``python -m bench``
 from celery.exceptions import DuplicateTaskNameWarning  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
-from workers.outbox import enqueue  # noqa: E402
-from workers.queues import PRUNE_LEDGER_TASK, ROUTES  # noqa: E402
-from workers.redis_server import EmbeddedRedis  # noqa: E402
-from workers.runtime import Runtime  # noqa: E402
 
 from core.errors import AutoforgeError  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -33,7 +29,12 @@ from db import migrations  # noqa: E402
 from db.database import Database  # noqa: E402
 from db.models import JobModel  # noqa: E402
 from db.transaction import write_transaction  # noqa: E402
-from domain.jobs import JobKind, JobStatus  # noqa: E402
+from devstack.redis_server import EmbeddedRedis  # noqa: E402
+from domain.jobs import JobStatus  # noqa: E402
+from jobs.outbox import enqueue  # noqa: E402
+from jobs.queues import PRUNE_LEDGER_TASK  # noqa: E402
+from jobs.runtime import Runtime  # noqa: E402
+from tasks.registry import kind_registry  # noqa: E402
 from workers.app import create_celery  # noqa: E402
 
 # The bench builds one product app per database it measures, all in this process: each
@@ -50,11 +51,11 @@ API_FACTORY = "api.main:build"
 CANARY_PATH = "/v1/jobs/canary"
 NOOP_CANARY: dict[str, Any] = {"sleep_ms": 0}
 #: Queue of canary jobs (workers consume it with ``-Q``).
-CANARY_QUEUE = ROUTES[JobKind.CANARY].queue
+CANARY_QUEUE = kind_registry()["canary"].queue
 #: What an evaluation job's ledger row says its kind is, and the final statuses.
-EVALUATION_KIND = str(JobKind.EVALUATION)
-CANARY_KIND = str(JobKind.CANARY)
-BACKUP_KIND = str(JobKind.BACKUP)
+EVALUATION_KIND = "evaluation"
+CANARY_KIND = "canary"
+BACKUP_KIND = "backup"
 SUCCEEDED = str(JobStatus.SUCCEEDED)
 FAILED = str(JobStatus.FAILED)
 CANCELLED = str(JobStatus.CANCELLED)
@@ -93,7 +94,7 @@ def open_runtime(settings: Settings) -> tuple[Any, Runtime]:
 
 def enqueue_canary(runtime: Runtime) -> str:
     """Accept a no-op canary job through the outbox; returns its id."""
-    accepted = enqueue(runtime, JobKind.CANARY, dict(NOOP_CANARY))
+    accepted = enqueue(runtime, CANARY_KIND, dict(NOOP_CANARY))
     return accepted.job.id
 
 
