@@ -13,10 +13,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from bench.baselines import procrastinate_app
 from bench.services import BenchError, Process, environment, wait_until
 
 SCHEMA = "bench_procrastinate"
+# As in bench/baselines/procrastinate_app.py (not imported here: an optional extra).
+DSN_VARIABLE = "BENCH_PROCRASTINATE_DSN"
+SCHEMA_VARIABLE = "BENCH_PROCRASTINATE_SCHEMA"
+QUEUE = "bench"
 INSTALL = ".venv/bin/pip install -e '.[bench]'"
 
 
@@ -48,6 +51,9 @@ class ProcrastinateDrain:
     def __init__(self, dsn: str, logs: Path) -> None:
         self.dsn = dsn
         self.logs = logs
+        # Imported here: procrastinate is an optional extra of the bench.
+        from bench.baselines import procrastinate_app
+
         self.app: Any = procrastinate_app.create_app(dsn, SCHEMA)
 
     def __enter__(self) -> Self:
@@ -78,8 +84,8 @@ class ProcrastinateDrain:
             self.app.tasks["bench.noop"].batch_defer(*({} for _ in range(jobs)))
         env = environment(
             {
-                procrastinate_app.DSN_VARIABLE: self.dsn,
-                procrastinate_app.SCHEMA_VARIABLE: SCHEMA,
+                DSN_VARIABLE: self.dsn,
+                SCHEMA_VARIABLE: SCHEMA,
             }
         )
         worker = Process(
@@ -87,7 +93,7 @@ class ProcrastinateDrain:
             [
                 sys.executable, "-m", "procrastinate",
                 "--app", "bench.baselines.procrastinate_app.app",
-                "worker", "-q", procrastinate_app.QUEUE, "-c", "2", "--one-shot",
+                "worker", "-q", QUEUE, "-c", "2", "--one-shot",
             ],
             env,
             self.logs / f"{round_name}.log",
