@@ -15,12 +15,9 @@ API's answers.
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -35,52 +32,15 @@ from tests.e2e.test_up import (
     STOP_DEADLINE_S,
     autoforge_up,
 )
+from tests.support import browser
 from tests.support.fake_llm_server import FakeLLMServer
 from tests.support.polling import wait_for
 from tests.support.redis import REDIS_PASSWORD
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "artifacts"
-CHROMIUM_TIMEOUT_S = 120.0
-
-# The flags that work on these machines (no sandbox as root; nothing phoning home).
-_CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--window-size=1280,800",
-    # The workers table is filled by an XHR after load.
-    "--virtual-time-budget=5000",
-)
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        reason = "Chromium is not installed (Debian: apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return found
-
-
-def _browse(chromium: str, profile: Path, url: str, *action: str) -> str:
-    """Run headless Chromium once on ``url``; its stdout."""
-    result = subprocess.run(
-        [chromium, *_CHROMIUM_FLAGS, f"--user-data-dir={profile}", *action, url],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=CHROMIUM_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+# The workers table is filled by an XHR after load.
+_FLOWER_FLAGS = ("--virtual-time-budget=5000",)
 
 
 def _worker_row(dom: str, worker: str) -> str:
@@ -95,7 +55,7 @@ def _worker_row(dom: str, worker: str) -> str:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_flower_shows_the_worker_online_behind_basic_auth(tmp_path: Path) -> None:
-    chromium = _chromium()
+    chromium = browser.chromium()
     worker = WORKER_NODE_NAME.replace("%h", socket.gethostname())
     with autoforge_up(tmp_path / "run", "--no-api", "--no-beat") as run:
         login_file = run.cwd / "data" / "flower-auth"
@@ -145,7 +105,9 @@ def test_flower_shows_the_worker_online_behind_basic_auth(tmp_path: Path) -> Non
 
         credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
         url = f"http://{credentials}@127.0.0.1:{run.ports.flower}/workers"
-        dom = _browse(chromium, tmp_path / "profile-dom", url, "--dump-dom")
+        dom = browser.browse(
+            chromium, tmp_path / "profile-dom", url, "--dump-dom", flags=_FLOWER_FLAGS
+        )
         row = _worker_row(dom, worker)
         assert '<span class="badge bg-success">Online</span>' in row
         assert re.search(r'id="workers-online">\s*1\s*<', dom), "the summary counts 1 online"
@@ -154,7 +116,13 @@ def test_flower_shows_the_worker_online_behind_basic_auth(tmp_path: Path) -> Non
         screenshot = ARTIFACTS / "flower-workers.png"
         screenshot.unlink(missing_ok=True)
         (ARTIFACTS / "flower-workers.html").write_text(dom)
-        _browse(chromium, tmp_path / "profile-shot", url, f"--screenshot={screenshot}")
+        browser.browse(
+            chromium,
+            tmp_path / "profile-shot",
+            url,
+            f"--screenshot={screenshot}",
+            flags=_FLOWER_FLAGS,
+        )
         assert screenshot.read_bytes().startswith(b"\x89PNG"), "a PNG screenshot is kept"
 
         run.process.send_signal(signal.SIGTERM)
