@@ -197,7 +197,7 @@ def enqueue(
         str,
         typer.Argument(
             metavar="KIND",
-            help="canary, evaluation, embedding, backup, replica-sync",
+            help="A declared job kind: canary, evaluation, backup (others are refused).",
             callback=inputs.text,
         ),
     ],
