@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from core.database_url import DatabaseTarget, parse_database_url
@@ -29,6 +30,35 @@ _REMOTE_VARIABLES: dict[str, tuple[str, str]] = {
     "staging": ("TURSO_STAGING_DATABASE_URL", "TURSO_STAGING_AUTH_TOKEN"),
     "production": ("TURSO_DATABASE_URL", "TURSO_AUTH_TOKEN"),
 }
+
+
+ReplicaProtocol = Literal["libsql", "turso-sync"]
+
+
+class ReplicaConfig(BaseModel):
+    """One local replica of the primary, declared in ``REPLICAS``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    path: Path
+    sync_url: str = Field(repr=False)
+    auth_token: SecretStr | None = Field(None, repr=False)
+    protocol: ReplicaProtocol = "libsql"
+    interval_s: float = Field(60.0, ge=1)
+    #: The machine holding the file (its ``REPLICA_HOST``); default: this machine.
+    host: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+
+    @field_validator("sync_url")
+    @classmethod
+    def _sync_url(cls, value: str) -> str:
+        if value.startswith("libsql://"):
+            value = "https://" + value.removeprefix("libsql://")
+        return http_url(value)
+
+    def host_or(self, default: str) -> str:
+        """The machine that holds the file."""
+        return self.host or default
 
 
 class Settings(BaseSettings):
@@ -172,7 +202,25 @@ class Settings(BaseSettings):
     ledger_retention_days: float = Field(30.0, gt=0)
     prune_cron: str = "17 4 * * *"
     backup_cron: str = "0 3 * * *"
-    replica_sync_cron: str = "*/5 * * * *"
+
+    # --- replicas (tasks/replica_sync) -------------------------------------------------
+    replicas: list[ReplicaConfig] = Field(
+        default_factory=list,
+        repr=False,
+        description="Local replicas of the primary (JSON list of objects: name, path, "
+        "sync_url, auth_token, protocol, interval_s, host).",
+    )
+    replica_host: str = Field(
+        default_factory=socket.gethostname,
+        description="This machine's name for replica routing: its workers consume "
+        "replicas.<REPLICA_HOST>. Default: the host name.",
+    )
+    replica_sync_timeout_s: float = Field(
+        60.0, gt=0, description="One sync's deadline; its process is killed after it."
+    )
+    replica_stale_after_s: float = Field(
+        600.0, gt=0, description="/readyz reports a replica whose last success is older."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -218,6 +266,9 @@ class Settings(BaseSettings):
                     "BACKUP_ENCRYPTION_KEY must be base64 of exactly 32 bytes (make one with "
                     "`autoforge backup new-key`)"
                 )
+        names = [replica.name for replica in self.replicas]
+        if len(set(names)) != len(names):
+            raise ValueError(f"REPLICAS: replica names must be unique: {names}")
         if self.app_env != "local" and (
             self.redis_url is None or not self.redis_url.get_secret_value()
         ):
@@ -229,7 +280,7 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         return http_url(value)
 
-    @field_validator("prune_cron", "backup_cron", "replica_sync_cron", "restore_drill_cron")
+    @field_validator("prune_cron", "backup_cron", "restore_drill_cron")
     @classmethod
     def _five_cron_fields(cls, value: str) -> str:
         fields = value.split()
@@ -251,6 +302,14 @@ class Settings(BaseSettings):
         """The accepted API keys (``AUTOFORGE_API_KEYS``, comma-separated)."""
         raw = self.autoforge_api_keys.get_secret_value() if self.autoforge_api_keys else ""
         return [key.strip() for key in raw.split(",") if key.strip()]
+
+    def replica(self, name: str) -> ReplicaConfig | None:
+        """The replica called ``name`` in ``REPLICAS``."""
+        return next((replica for replica in self.replicas if replica.name == name), None)
+
+    def local_replicas(self) -> list[ReplicaConfig]:
+        """The replicas whose file is on this machine (``REPLICA_HOST``)."""
+        return [r for r in self.replicas if r.host_or(self.replica_host) == self.replica_host]
 
     def redis_display(self) -> str:
         """The Redis URL without its password, safe to print."""
@@ -317,6 +376,12 @@ class Settings(BaseSettings):
             if item is not None and item.get_secret_value():
                 values.append(item.get_secret_value())
         values.extend(self.api_keys())
+        for replica in self.replicas:
+            if replica.auth_token is not None and replica.auth_token.get_secret_value():
+                values.append(replica.auth_token.get_secret_value())
+            password = _url_password(replica.sync_url)
+            if password:
+                values.extend({password, unquote(password)})
         if self.redis_url is not None:
             password = urlsplit(self.redis_url.get_secret_value()).password
             if password:

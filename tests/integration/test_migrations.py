@@ -29,10 +29,10 @@ pytestmark = [
     pytest.mark.integration,
 ]
 
-HEAD = "0008"
+HEAD = "0010"
 APP_TABLES = frozenset({"prompt_templates", "prompts", "evaluations", "test_results"})
 # Revision 0004 adds the job ledger, 0007 its statistics.
-HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects", "job_stats"}
+HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects", "job_stats", "replica_syncs"}
 T0 = "2025-01-01 00:00:00.000000"  # how UTCDateTime stores a timestamp (naive UTC text)
 
 LIVE_QUERY = (
