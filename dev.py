@@ -70,12 +70,13 @@ def ensure_test_servers() -> None:
 
     Only for ``test``: without npm the replica-sync tests skip (with ``CI`` set they fail).
     """
-    if TURSO_BIN.exists() or shutil.which("npm") is None:
+    npm = shutil.which("npm")
+    if TURSO_BIN.exists() or npm is None:
         return
     print(f"installing {TURSO_NPM} into {NPM_PREFIX} (replica-sync tests) ...", flush=True)
     NPM_PREFIX.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NPM_PREFIX), TURSO_NPM],
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_PREFIX), TURSO_NPM],
         cwd=ROOT,
     )
     if result.returncode != 0:

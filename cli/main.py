@@ -23,6 +23,7 @@ from cli.config import config_app
 from cli.errors import run_app
 from cli.jobs import enqueue, jobs_app
 from cli.options import GlobalOptions, command_settings, use_global_options
+from cli.replica import replica_app
 
 DISTRIBUTION = "autoforge-jobs"
 
@@ -38,6 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(backup_app, name="backup")
+app.add_typer(replica_app, name="replica")
 app.command("enqueue")(enqueue)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

@@ -791,7 +791,9 @@ def run_up(
     kinds = kind_registry()
     # Each child would refuse these settings at start: say so once, before anything starts.
     kinds.check_settings(settings)
-    queues = resolve_queues(options, kinds.consumed_queues(settings))  # fail on a typo before anything starts
+    queues = resolve_queues(
+        options, kinds.consumed_queues(settings)
+    )  # fail on a typo before anything starts
     check_ports(settings, options)
     # Imported late: loading Alembic logs its plugins, noise before a refusal above.
     from db import migrations

@@ -104,7 +104,9 @@ class KindRegistry:
         extra = {q for kind in self if kind.host_queues for q in kind.host_queues.load()(settings)}
         return tuple(sorted({*self.queues, *extra}))
 
-    def queue_of(self, settings: Settings | None, kind: KindSpec, arguments: Mapping[str, Any]) -> str:
+    def queue_of(
+        self, settings: Settings | None, kind: KindSpec, arguments: Mapping[str, Any]
+    ) -> str:
         """The queue of one job of ``kind``: the kind's route for its arguments, if it
         has one (and settings are at hand), else its queue."""
         if kind.route is None or settings is None:

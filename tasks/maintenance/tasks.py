@@ -9,8 +9,7 @@ from typing import Any
 from core.settings import Settings
 from db.column_types import utcnow
 from jobs.ledger_task import LedgerTask
-from jobs.outbox import sweep
-from jobs.outbox import enqueue
+from jobs.outbox import enqueue, sweep
 from jobs.queues import (
     ENQUEUE_PERIODIC_TASK,
     ENQUEUE_SCHEDULED_TASK,

@@ -22,9 +22,7 @@ class ReplicaSyncModel(Base):
 
     __tablename__ = "replica_syncs"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('succeeded', 'skipped', 'failed')", name="status"
-        ),
+        CheckConstraint("status IN ('succeeded', 'skipped', 'failed')", name="status"),
         Index("idx_replica_syncs_replica_status_started", "replica", "status", "started_at"),
     )
 

@@ -37,7 +37,9 @@ class ReplicaStatus:
         return asdict(self)
 
 
-def replica_statuses(session: Session, settings: Settings, now: datetime | None = None) -> list[ReplicaStatus]:
+def replica_statuses(
+    session: Session, settings: Settings, now: datetime | None = None
+) -> list[ReplicaStatus]:
     """Every replica in ``REPLICAS``, in declaration order."""
     now = now or datetime.now(UTC)
     repository = ReplicaSyncRepository(session)

@@ -102,11 +102,15 @@ def sync_replica(
             replica.name,
             skipped=False,
             changed=bool(outcome.get("changed")),
-            frames=outcome.get("frames"),
-            revision=outcome.get("revision"),
+            frames=_int_or_none(outcome.get("frames")),
+            revision=None if outcome.get("revision") is None else str(outcome.get("revision")),
             started_at=started,
             duration_s=time.time() - started,
         )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _run_child(
@@ -121,7 +125,7 @@ def _run_child(
         "sync_url": replica.sync_url,
         "auth_token": token,
     }
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - our own script, no shell
         [sys.executable, str(CHILD)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -149,7 +153,9 @@ def _run_child(
         outcome: dict[str, object] = json.loads(last_line)
     except ValueError:
         if process.returncode == -signal.SIGKILL:
-            raise SyncUnavailable(f"replica {replica.name!r}: the sync process was killed") from None
+            raise SyncUnavailable(
+                f"replica {replica.name!r}: the sync process was killed"
+            ) from None
         detail = redact(stderr.strip()[-300:], secrets) or f"exit status {process.returncode}"
         raise SyncFailed(f"replica {replica.name!r}: the sync process failed: {detail}") from None
     if outcome.get("ok"):
