@@ -34,7 +34,7 @@ def readyz(resources: Resources) -> JSONResponse:
         database=_database(resources), redis=_redis(resources), replicas=_replicas(resources)
     )
     ready = report.database == OK and report.redis == OK and report.replicas in (OK, None)
-    return JSONResponse(report.model_dump(), status_code=200 if ready else 503)
+    return JSONResponse(report.model_dump(exclude_none=True), status_code=200 if ready else 503)
 
 
 def _database(resources: ApiResources) -> str:

@@ -49,19 +49,19 @@ def test_every_folder_with_a_declaration_is_a_kind_and_no_other() -> None:
 
     registry = kind_registry()
 
-    assert [kind.name for kind in registry] == ["backup", "canary", "evaluation"]
-    assert len(registry) == len(declared) == 3
+    assert [kind.name for kind in registry] == ["backup", "canary", "evaluation", "replica-sync"]
+    assert len(registry) == len(declared) == 4
     assert "maintenance" not in declared  # housekeeping, not a kind
 
 
-@pytest.mark.parametrize("name", ["backup", "canary", "evaluation"])
+@pytest.mark.parametrize("name", ["backup", "canary", "evaluation", "replica-sync"])
 def test_each_declaration_names_working_code(name: str) -> None:
     kind = kind_registry()[name]
 
     kind.arguments.model_validate(kind.example)
     hooks: list[Ref[Any] | None] = [kind.logic, kind.on_failure, kind.admission]
     hooks += [kind.domain_rows, kind.on_cancel, kind.progress_detail, kind.metrics]
-    hooks += [kind.on_worker_start]
+    hooks += [kind.on_worker_start, kind.route, kind.host_queues, kind.periodic]
     for hook in hooks:
         if hook is not None:
             assert hook.load() is not None, hook.path
@@ -181,8 +181,18 @@ def test_limits_are_the_declared_ones_unless_the_settings_override_them(tmp_path
     assert registry.max_attempts(settings, "backup") == 7
     assert registry.max_attempts(settings, "canary") == registry["canary"].max_attempts == 11
     effective = registry.effective(settings)
-    assert effective["job_time_limits_s"] == {"backup": 3600, "canary": 30, "evaluation": 1800}
-    assert effective["job_max_attempts"] == {"backup": 7, "canary": 11, "evaluation": 5}
+    assert effective["job_time_limits_s"] == {
+        "backup": 3600,
+        "canary": 30,
+        "evaluation": 1800,
+        "replica-sync": 600,
+    }
+    assert effective["job_max_attempts"] == {
+        "backup": 7,
+        "canary": 11,
+        "evaluation": 5,
+        "replica-sync": 4,
+    }
 
 
 @pytest.mark.parametrize(
@@ -191,7 +201,7 @@ def test_limits_are_the_declared_ones_unless_the_settings_override_them(tmp_path
         (
             {"job_time_limits_s": {"canary": 30, "nightly": 5}},
             "JOB_TIME_LIMITS_S names unknown job kinds ['nightly']; "
-            "known: ['backup', 'canary', 'evaluation']",
+            "known: ['backup', 'canary', 'evaluation', 'replica-sync']",
         ),
         (
             {"job_max_attempts": {"embedding": 2}},
