@@ -229,6 +229,11 @@ class Settings(BaseSettings):
     replica_stale_after_s: float = Field(
         600.0, gt=0, description="/readyz reports a replica whose last success is older."
     )
+    read_replica: str | None = Field(
+        None,
+        description="Serve reads that may be stale (prompt listings, score history) from "
+        "this local libsql replica (a REPLICAS name); writes go to the primary.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -277,6 +282,22 @@ class Settings(BaseSettings):
         names = [replica.name for replica in self.replicas]
         if len(set(names)) != len(names):
             raise ValueError(f"REPLICAS: replica names must be unique: {names}")
+        if self.read_replica is not None:
+            chosen = self.replica(self.read_replica)
+            if chosen is None:
+                raise ValueError(f"READ_REPLICA names no replica in REPLICAS ({names})")
+            if chosen.protocol != "libsql":
+                # pyturso takes the file for itself: another process cannot read it while
+                # the sync holds it, and the sync cannot open it while a reader does.
+                raise ValueError(
+                    f"READ_REPLICA: {chosen.name!r} is a turso-sync replica; only libsql "
+                    "replicas can serve reads to other processes"
+                )
+            if chosen.host_or(self.replica_host) != self.replica_host:
+                raise ValueError(
+                    f"READ_REPLICA: {chosen.name!r} is on host {chosen.host!r}, not on this "
+                    f"one (REPLICA_HOST={self.replica_host!r})"
+                )
         if self.app_env != "local" and (
             self.redis_url is None or not self.redis_url.get_secret_value()
         ):

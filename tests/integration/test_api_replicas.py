@@ -11,9 +11,12 @@ import pytest
 from sqlalchemy import update
 
 from core.settings import ReplicaConfig, Settings
+from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
+from domain.prompts import Prompt
 from tasks.replica_sync.models import ReplicaSyncModel
 from tasks.replica_sync.repository import ReplicaSyncRecord, ReplicaSyncRepository
+from tests.conftest import copy_migrated, make_settings
 from tests.support.api import AUTH, TestClient, api_settings, client_for, ledger, llen
 
 pytestmark = pytest.mark.integration
@@ -149,3 +152,60 @@ def test_readyz_names_a_stale_replica_of_this_host_only(
     message = response.json()["replicas"]
     assert message.startswith("error: stale replica(s) on this-host: edge-1 (")
     assert "REPLICA_STALE_AFTER_S=60" in message
+
+
+def test_stale_tolerant_reads_come_from_the_read_replica_and_writes_go_to_the_primary(
+    migrated: Settings, db_path: Path, redis_url: str, tmp_path: Path, migrated_template: Path
+) -> None:
+    replica_file = copy_migrated(migrated_template, tmp_path / "replicas" / "edge-1.db")
+    replica = ReplicaConfig.model_validate(
+        {
+            "name": "edge-1",
+            "path": str(replica_file),
+            "sync_url": "https://primary.example.com",
+            "protocol": "libsql",
+        }
+    )
+    # What the replica holds (as of its last sync): one prompt.
+    replica_settings = make_settings(replica_file)
+    with ledger(replica_settings) as db:
+        write_transaction(
+            db, lambda s: PromptRepository(s).add(Prompt(title="old", content="c", user_id="u"))
+        )
+    settings = api_settings(
+        db_path, redis_url, replicas=[replica], replica_host="h", read_replica="edge-1"
+    )
+    with client_for(settings, headers=AUTH) as client:
+        created = client.post("/v1/prompts", json={"title": "new", "content": "c", "user_id": "u"})
+        assert created.status_code == 201, created.text
+        prompt_id = created.json()["id"]
+
+        # The listing may lag: it comes from the replica, which has not synced "new" yet.
+        listed = client.get("/v1/prompts", params={"user_id": "u"}).json()["items"]
+        assert [p["title"] for p in listed] == ["old"]
+        # Reading one prompt right after writing it goes to the primary.
+        assert client.get(f"/v1/prompts/{prompt_id}").json()["title"] == "new"
+    # The replica file was only read.
+    with ledger(replica_settings) as db, db.read_session() as session:
+        assert [p.title for p in PromptRepository(session).list_for_user("u")] == ["old"]
+
+
+def test_reads_go_to_the_primary_until_the_replica_has_a_file(
+    migrated: Settings, db_path: Path, redis_url: str, tmp_path: Path
+) -> None:
+    replica = ReplicaConfig.model_validate(
+        {
+            "name": "edge-1",
+            "path": str(tmp_path / "not-yet" / "edge-1.db"),
+            "sync_url": "https://primary.example.com",
+            "protocol": "libsql",
+        }
+    )
+    settings = api_settings(
+        db_path, redis_url, replicas=[replica], replica_host="h", read_replica="edge-1"
+    )
+    with client_for(settings, headers=AUTH) as client:
+        client.post("/v1/prompts", json={"title": "new", "content": "c", "user_id": "u"})
+        listed = client.get("/v1/prompts", params={"user_id": "u"}).json()["items"]
+    assert [p["title"] for p in listed] == ["new"]
+    assert not replica.path.exists()

@@ -148,3 +148,26 @@ def test_a_job_names_one_replica_or_all(body: dict[str, Any]) -> None:
 def test_sync_failures_are_transient_or_permanent(message: str, error: type[Exception]) -> None:
     replica = ReplicaConfig.model_validate(_replica(path=str(Path("/srv/x.db"))))
     assert isinstance(classify(replica, message), error)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "read_replica", "message"),
+    [
+        ([_replica(protocol="libsql")], "nope", "READ_REPLICA names no replica"),
+        ([_replica()], "edge-1", "is a turso-sync replica"),
+        ([_replica(protocol="libsql", host="elsewhere")], "edge-1", "not on this one"),
+    ],
+)
+def test_read_replica_must_be_a_local_libsql_replica(
+    monkeypatch: pytest.MonkeyPatch,
+    replicas: list[dict[str, Any]],
+    read_replica: str,
+    message: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        _settings(monkeypatch, replicas, READ_REPLICA=read_replica)
+
+
+def test_a_local_libsql_replica_can_serve_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(monkeypatch, [_replica(protocol="libsql")], READ_REPLICA="edge-1")
+    assert settings.read_replica == "edge-1"
