@@ -297,7 +297,8 @@ class Pipeline:
         env["DATABASE_URL"] = str(self.db_path)
         env["REDIS_URL"] = self.redis_url
         for name, value in self.overrides.items():
-            env[name.upper()] = json.dumps(value) if isinstance(value, dict) else str(value)
+            structured = isinstance(value, dict | list)
+            env[name.upper()] = json.dumps(value) if structured else str(value)
         env["PYTHONPATH"] = os.pathsep.join(
             part for part in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if part
         )
