@@ -33,9 +33,13 @@ def _die_with_parent() -> None:
 def _turso_sync(path: str, url: str, token: str | None) -> dict[str, Any]:
     import turso.sync
 
+    # A new replica (no sync metadata yet, ``<path>-info``: a bootstrap killed mid-way
+    # leaves none) is bootstrapped from the primary as it is opened; its pull then finds
+    # nothing newer. Either way the file changed.
+    bootstrapping = not os.path.exists(path + "-info")
     connection = turso.sync.connect(path, url, auth_token=token, client_name="autoforge-replica")
     try:
-        changed = bool(connection.pull())
+        changed = bool(connection.pull()) or bootstrapping
         stats = connection.stats()
         return {
             "changed": changed,
@@ -50,11 +54,14 @@ def _turso_sync(path: str, url: str, token: str | None) -> dict[str, Any]:
 def _libsql_sync(path: str, url: str, token: str | None) -> dict[str, Any]:
     import libsql
 
+    bootstrapping = not os.path.exists(path + "-info")
     connection = libsql.connect(path, sync_url=url, auth_token=token or "")
     try:
         outcome = connection.sync()
+        # Some SDK versions say how many frames a sync applied; 0.1.x returns None.
         frames = outcome if isinstance(outcome, int) else None
-        return {"changed": frames is None or frames > 0, "frames": frames, "revision": None}
+        changed = bootstrapping or frames is None or frames > 0
+        return {"changed": changed, "frames": frames, "revision": None}
     finally:
         connection.close()
 

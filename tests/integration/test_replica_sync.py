@@ -244,47 +244,53 @@ def test_primary_down_retries_then_fails_clearly_and_the_replica_stays_readable(
     assert _read_replica(replica_path) == ["first", "after"]
 
 
+@pytest.mark.parametrize("stage", ["bootstrap", "pull"])
 def test_a_sync_killed_mid_way_leaves_a_valid_replica_and_the_next_sync_succeeds(
-    turso_primary: TursoPrimary, tmp_path: Path
+    turso_primary: TursoPrimary, tmp_path: Path, stage: str
 ) -> None:
     replica_path = tmp_path / "edge-1.db"
     config = ReplicaConfig.model_validate(_replica(replica_path, turso_primary.url))
-    sync_replica(config, timeout_s=30)
-    # Enough to pull that the kill lands while pages are being written.
-    filler = "x" * 2000
-    for _ in range(20):
+    if stage == "pull":
+        sync_replica(config, timeout_s=30)
+    # About 16 MB to transfer: the sync is still writing when the kill lands.
+    filler = "x" * 4000
+    for _ in range(40):
         turso_primary.execute(
             *[f"INSERT INTO notes (body) VALUES ('{filler}')" for _ in range(100)]
         )
+    before = _size_of_files(replica_path)
     killed: list[int] = []
 
-    def kill(pid: int) -> None:
-        def later() -> None:
-            time.sleep(0.05)
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    def kill_once_writing(pid: int) -> None:
+        def watch() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if _size_of_files(replica_path) != before:  # the sync has begun writing
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+                time.sleep(0.001)
 
-        threading.Thread(target=later).start()
+        threading.Thread(target=watch, daemon=True).start()
 
-    outcome: list[str] = []
-    try:
-        sync_replica(config, timeout_s=30, on_child=kill)
-        outcome.append("finished before the kill")
-    except SyncUnavailable as exc:
-        outcome.append(str(exc))
-    assert outcome[0] in (
-        "finished before the kill",
-        "replica 'edge-1': the sync process was killed",
-    )
+    with pytest.raises(SyncUnavailable, match="the sync process was killed"):
+        sync_replica(config, timeout_s=30, on_child=kill_once_writing)
     assert killed
-    assert not lock_path(config).exists() or _lock_is_free(config)
+    assert _lock_is_free(config)  # the kernel dropped the dead sync's lock
 
-    rows = _read_replica(replica_path)  # opens: the file is valid
-    assert rows[0] == "first"
-    assert _integrity(replica_path) == [("ok",)]
+    if stage == "pull":
+        # The file is valid and still answers with what it had.
+        assert _integrity(replica_path) == [("ok",)]
+        assert _read_replica(replica_path)[0] == "first"
     report = sync_replica(config, timeout_s=30)
     assert not report.skipped
-    assert len(_read_replica(replica_path)) == 1 + 2000
+    assert report.changed or stage == "pull"
+    assert len(_read_replica(replica_path)) == 1 + 4000
+    assert _integrity(replica_path) == [("ok",)]
+
+
+def _size_of_files(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.parent.glob(path.name + "*") if f.is_file())
 
 
 def _lock_is_free(config: ReplicaConfig) -> bool:
