@@ -31,7 +31,7 @@ from tasks.replica_sync.errors import PrimaryMissing, SyncRefused, SyncTimedOut,
 from tasks.replica_sync.job import run_replica_sync_job
 from tasks.replica_sync.repository import ReplicaSyncRecord, ReplicaSyncRepository
 from tasks.replica_sync.status import replica_statuses
-from tasks.replica_sync.sync import lock_path, replica_lock, sync_replica
+from tasks.replica_sync.sync import replica_lock, sync_replica
 from tests.conftest import make_settings
 from tests.support.api import llen
 from tests.support.turso_server import TursoPrimary
