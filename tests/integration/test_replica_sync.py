@@ -179,25 +179,64 @@ def test_a_second_sync_of_the_same_replica_at_once_is_skipped_and_counted(
     assert ended.attempts == 1
     assert [s.status for s in _syncs(runtime)] == ["skipped"]
 
-    # Two real syncs started together: exactly one pulls, the other is skipped.
-    turso_primary.execute("INSERT INTO notes (body) VALUES ('x')")
-    reports = []
-    barrier = threading.Barrier(2)
+    assert not replica_path.exists()  # the skipped sync did not touch the replica
 
-    def one() -> None:
-        barrier.wait()
-        reports.append(sync_replica(config, timeout_s=30))
 
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    ran = [r for r in reports if not r.skipped]
-    assert len(reports) == 2
-    # Either one skipped the other, or the first had finished before the second began.
-    assert len(ran) >= 1
-    assert _read_replica(replica_path) == ["first", "x"]
+def test_two_real_syncs_at_once_one_runs_and_the_other_is_skipped(
+    make_app: Any, stub_server: Any, tmp_path: Path
+) -> None:
+    # The first sync is slow (its primary never answers, so it runs until its deadline);
+    # the second starts meanwhile.
+    slow = stub_server("hang")
+    app = make_app([_replica(tmp_path / "edge-1.db", slow.url)], replica_sync_timeout_s=3)
+    runtime: Runtime = app.autoforge_runtime
+    config = runtime.settings.replicas[0]
+    first_error: list[Exception] = []
+
+    def first() -> None:
+        try:
+            sync_replica(config, timeout_s=3)
+        except SyncTimedOut as exc:
+            first_error.append(exc)
+
+    running = threading.Thread(target=first)
+    running.start()
+    deadline = time.monotonic() + 5
+    while _lock_is_free(config):
+        assert time.monotonic() < deadline, "the first sync never took the lock"
+        time.sleep(0.01)
+
+    job = enqueue(runtime, "replica-sync", {"replica": "edge-1"}).job
+    assert _run(app, job.id)["succeeded"]
+    running.join()
+
+    ended = _job(runtime, job.id)
+    assert ended.result is not None
+    assert ended.result["replicas"][0]["status"] == "skipped"
+    assert ended.attempts == 1  # not retried, not queued behind the first
+    assert len(first_error) == 1  # the first one ran (to its deadline)
+    assert _lock_is_free(config)
+
+
+def test_all_syncs_every_replica_of_this_host(
+    make_app: Any, turso_primary: TursoPrimary, tmp_path: Path
+) -> None:
+    replicas = [
+        {**_replica(tmp_path / "a.db", turso_primary.url), "name": "a"},
+        {**_replica(tmp_path / "b.db", turso_primary.url), "name": "b"},
+        {**_replica(tmp_path / "c.db", turso_primary.url), "name": "c", "host": "elsewhere"},
+    ]
+    app = make_app(replicas)
+    runtime: Runtime = app.autoforge_runtime
+
+    job = enqueue(runtime, "replica-sync", {"all": True}).job
+    assert _run(app, job.id)["succeeded"]
+
+    ended = _job(runtime, job.id)
+    assert ended.result is not None
+    assert [r["replica"] for r in ended.result["replicas"]] == ["a", "b"]
+    assert _read_replica(tmp_path / "a.db") == _read_replica(tmp_path / "b.db") == ["first"]
+    assert not (tmp_path / "c.db").exists()
 
 
 def test_primary_down_retries_then_fails_clearly_and_the_replica_stays_readable(
