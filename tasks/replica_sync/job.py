@@ -8,7 +8,7 @@ records ``lag_s``, the lag just before it ran (its start minus the previous succ
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -47,10 +47,15 @@ def run_replica_sync_job(context: JobContext) -> JobOutcome:
         transient = [exc for exc in failures if isinstance(exc, TransientError)]
         raise (transient or failures)[0]
 
+    # The history is kept as long as the ledger's (LEDGER_RETENTION_DAYS); each sync
+    # trims a bounded batch of its replica's older rows as it records itself.
+    before = datetime.now(UTC) - timedelta(days=settings.ledger_retention_days)
+
     def write(session: Session) -> None:
         repository = ReplicaSyncRepository(session)
         for record in records:
             repository.add(record)
+            repository.prune(record.replica, before=before)
 
     return JobOutcome(result={"replicas": [_summary(r) for r in records]}, write_effects=write)
 

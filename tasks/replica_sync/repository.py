@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tasks.replica_sync.models import ReplicaSyncModel
@@ -86,6 +86,31 @@ class ReplicaSyncRepository:
             )
         )
         return {(str(r), str(s)): int(n) for r, s, n in rows}
+
+    def prune(self, replica: str, *, before: datetime, batch: int = 500) -> int:
+        """Delete up to ``batch`` of ``replica``'s syncs that started before ``before``,
+        oldest first, never its newest success (its lag is measured from it)."""
+        newest_success = (
+            select(ReplicaSyncModel.id)
+            .where(ReplicaSyncModel.replica == replica, ReplicaSyncModel.status == "succeeded")
+            .order_by(ReplicaSyncModel.started_at.desc(), ReplicaSyncModel.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        doomed = (
+            select(ReplicaSyncModel.id)
+            .where(
+                ReplicaSyncModel.replica == replica,
+                ReplicaSyncModel.started_at < before,
+                ReplicaSyncModel.id != func.coalesce(newest_success, -1),
+            )
+            .order_by(ReplicaSyncModel.started_at)
+            .limit(batch)
+        )
+        result = self.session.execute(
+            delete(ReplicaSyncModel).where(ReplicaSyncModel.id.in_(doomed))
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def all(self, replica: str) -> list[ReplicaSyncRecord]:
         """Every sync of ``replica``, oldest first."""

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from celery import Celery
 
 from core.settings import ReplicaConfig, Settings
 from db.repositories.jobs import JobRepository
+from db.transaction import write_transaction
 from domain.jobs import Job, JobStatus
 from jobs.ledger_task import LedgerTask
 from jobs.outbox import enqueue
@@ -409,3 +411,35 @@ def test_libsql_replica_against_a_real_server(tmp_path: Path) -> None:
     second = sync_replica(config, timeout_s=60)
     assert not first.skipped
     assert not second.skipped
+
+
+def test_history_older_than_the_retention_is_trimmed_but_not_the_newest_success(
+    make_app: Any, turso_primary: TursoPrimary, tmp_path: Path
+) -> None:
+    app = make_app([_replica(tmp_path / "edge-1.db", turso_primary.url)])
+    runtime: Runtime = app.autoforge_runtime
+    old = datetime.now(UTC) - timedelta(days=runtime.settings.ledger_retention_days + 1)
+
+    def add(status: str, days_older: float) -> None:
+        record = ReplicaSyncRecord(
+            replica="edge-1",
+            host=HOST,
+            job_id=None,
+            status=status,
+            started_at=old - timedelta(days=days_older),
+            duration_s=0.1,
+        )
+        write_transaction(runtime.db, lambda s: ReplicaSyncRepository(s).add(record))
+
+    add("failed", 2)
+    add("succeeded", 1)
+    with runtime.db.read_session() as session:
+        repository = ReplicaSyncRepository(session)
+        # The newest success survives any trim (lag is measured from it)...
+        assert repository.prune("edge-1", before=datetime.now(UTC)) == 1
+        session.rollback()
+    add("skipped", 0)
+
+    # ...and a sync trims its replica's rows past the retention as it records itself.
+    assert _run(app, enqueue(runtime, "replica-sync", {"replica": "edge-1"}).job.id)["succeeded"]
+    assert [s.status for s in _syncs(runtime)] == ["succeeded"]
