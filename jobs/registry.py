@@ -104,6 +104,17 @@ class KindRegistry:
         extra = {q for kind in self if kind.host_queues for q in kind.host_queues.load()(settings)}
         return tuple(sorted({*self.queues, *extra}))
 
+    def every_queue(self, settings: Settings) -> tuple[str, ...]:
+        """Every queue jobs may wait in, on any host: :meth:`consumed_queues` and the
+        queues the kinds' periodic jobs are routed to (each replica host's)."""
+        routed = {
+            self.queue_of(settings, kind, periodic.arguments)
+            for kind in self
+            if kind.periodic is not None
+            for periodic in kind.periodic.load()(settings)
+        }
+        return tuple(sorted({*self.consumed_queues(settings), *routed}))
+
     def queue_of(
         self, settings: Settings | None, kind: KindSpec, arguments: Mapping[str, Any]
     ) -> str:

@@ -209,3 +209,14 @@ def test_reads_go_to_the_primary_until_the_replica_has_a_file(
         listed = client.get("/v1/prompts", params={"user_id": "u"}).json()["items"]
     assert [p["title"] for p in listed] == ["new"]
     assert not replica.path.exists()
+
+
+def test_queue_depth_covers_each_replica_hosts_queue(
+    replica_client: TestClient, redis_url: str
+) -> None:
+    replica_client.post("/v1/jobs/replica-sync", json={"replica": "far"})
+
+    metrics = replica_client.get("/metrics/ledger").text
+
+    assert 'autoforge_queue_depth{queue="replicas.other-host"} 1.0' in metrics
+    assert 'autoforge_queue_depth{queue="replicas.this-host"} 0.0' in metrics
