@@ -131,12 +131,14 @@ def deferred_child(
         committed = busy = 0
         try:
             for _ in range(UNITS):
+                met = False  # whether this round's barrier was passed
                 try:
                     with db.engine.connect() as connection, connection.begin():
                         version = connection.scalar(
                             select(PromptModel.version).where(PromptModel.id == prompt_id)
                         )
                         assert version is not None
+                        met = True
                         barrier.wait(timeout=BARRIER_TIMEOUT_S)
                         time.sleep(HOLD_S)
                         connection.execute(
@@ -146,6 +148,11 @@ def deferred_child(
                         )
                 except DatabaseBusy:
                     busy += 1
+                    if not met:
+                        # Busy before the read finished (BEGIN or the read itself, e.g.
+                        # while another process checkpoints): still meet the others, or
+                        # the rounds fall out of step and the barrier breaks.
+                        barrier.wait(timeout=BARRIER_TIMEOUT_S)
                 else:
                     committed += 1
         finally:
