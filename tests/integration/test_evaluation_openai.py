@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from jobs.retry import RetryPolicy
-from tasks.evaluation.providers import (
+from providers.llm import (
     CompletionRequest,
     OpenAIProvider,
     ProviderMalformedResponse,
@@ -24,7 +24,7 @@ from tasks.evaluation.providers import (
     ProviderTransientError,
     with_retries,
 )
-from tasks.evaluation.rate_limit import Unlimited
+from providers.rate_limit import Unlimited
 from tasks.evaluation.run import EvaluationCaseFailed, RunOutcome, run_evaluation
 from tasks.evaluation.scorers import score
 from tasks.evaluation.spec import EvaluationSpec, JsonValidScorer

@@ -17,8 +17,8 @@ import redis
 from pydantic import SecretStr
 
 from core.errors import ConfigurationError
-from tasks.evaluation.providers import CompletionRequest, OpenAIProvider
-from tasks.evaluation.rate_limit import (
+from providers.llm import CompletionRequest, OpenAIProvider
+from providers.rate_limit import (
     RateLimiter,
     RateLimiterUnavailable,
     RateLimitTimeout,

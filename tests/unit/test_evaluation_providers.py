@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobs.retry import RetryPolicy
-from tasks.evaluation.providers import (
+from providers.llm import (
     Completion,
     CompletionRequest,
     EchoProvider,
