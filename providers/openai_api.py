@@ -65,6 +65,18 @@ class OpenAIEndpoint:
             ),
         )
 
+    @classmethod
+    def of_client(cls, client: openai.OpenAI, default_timeout_s: float) -> OpenAIEndpoint:
+        """The endpoint a ready-made client talks to (its timeout, if it has one)."""
+        timeout = client.timeout
+        if isinstance(timeout, openai.Timeout):
+            timeout = timeout.read
+        return cls(
+            base_url=str(client.base_url),
+            api_key=SecretStr(client.api_key) if client.api_key else None,
+            timeout_s=float(timeout) if isinstance(timeout, int | float) else default_timeout_s,
+        )
+
     @property
     def secret(self) -> str:
         """The key (``""`` if none), for masking only."""

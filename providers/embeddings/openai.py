@@ -54,8 +54,8 @@ class OpenAIEmbedder:
         model: the model (Azure: the deployment) whose name is stored with each vector.
         dim: the dimension to ask for (models that can shorten their vectors); ``None``:
             the model's own.
-        client: an ``openai.OpenAI`` client to use (and not close); default: one built
-            from the settings.
+        client: an ``openai.OpenAI`` client to use (and not close), with its own URL, key
+            and timeout; default: one built from the settings.
         limiter: the shared rate limit (``limiter_for(redis, "openai", settings)``);
             ``None``: none.
 
@@ -86,8 +86,12 @@ class OpenAIEmbedder:
         self._model = model
         self._requested_dim = dim
         self._dim = dim if dim is not None else KNOWN_DIMENSIONS.get(model)
-        self._endpoint = OpenAIEndpoint.from_settings(settings)
-        self._client = client if client is not None else openai_client(self._endpoint)
+        if client is None:
+            self._endpoint = OpenAIEndpoint.from_settings(settings)
+            self._client = openai_client(self._endpoint)
+        else:
+            self._endpoint = OpenAIEndpoint.of_client(client, settings.provider_timeout_s)
+            self._client = client
         self._owns_client = client is None
         self._limiter: Limiter = limiter if limiter is not None else Unlimited()
         self._batch_size = batch_size

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import redis
 from pydantic import SecretStr
@@ -290,3 +291,24 @@ def test_every_request_waits_for_the_shared_rate_limit(
     assert len(arrivals) == 3
     # Three requests at two per second: the third waited for the first to leave the window.
     assert arrivals[2] - arrivals[0] >= 0.9
+
+
+def test_a_client_of_its_own_keeps_its_key_and_stays_open(
+    server: FakeLLMServer, db_path: Path
+) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY + "-own", max_retries=0)
+    settings = make_settings(db_path, openai_base_url="http://127.0.0.1:9/v1")  # unused
+    server.script(
+        Reply.json(400, {"error": {"message": f"no: {API_KEY}-own"}}),
+    )
+    try:
+        with OpenAIEmbedder(settings, model="embed-test", dim=8, client=client) as embedder:
+            with pytest.raises(ProviderRejected) as caught:
+                embedder.embed(["a"])
+            assert "no: ***" in caught.value.message
+            assert len(embedder.embed(["a"])[0]) == 8
+            assert API_KEY not in repr(embedder)
+        assert [r.authorization for r in server.requests] == [f"Bearer {API_KEY}-own"] * 2
+        assert not client.is_closed()
+    finally:
+        client.close()
