@@ -312,3 +312,16 @@ def test_a_client_of_its_own_keeps_its_key_and_stays_open(
         assert not client.is_closed()
     finally:
         client.close()
+
+
+def test_a_timeout_is_transient_and_names_the_limit(server: FakeLLMServer, db_path: Path) -> None:
+    late = Reply.embeddings([vector_for("a", 8)])
+    server.script(Reply(status=200, body=late.body, headers=late.headers, delay_s=1.0))
+    settings = settings_for(server, db_path, provider_timeout_s=0.2, provider_max_retries=0)
+    with (
+        OpenAIEmbedder(settings, model="embed-test", dim=8) as embedder,
+        pytest.raises(ProviderTransientError) as caught,
+    ):
+        embedder.embed(["a"])
+    assert caught.value.message == "openai: no answer within 0.2 s"
+    assert caught.value.__context__ is None
