@@ -235,8 +235,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_openai(self) -> Settings:
-        if self.openai_api_type == "azure" and not self.openai_api_version:
-            raise ValueError("OPENAI_API_TYPE=azure requires OPENAI_API_VERSION")
+        if self.openai_api_type == "azure":
+            if not self.openai_api_version:
+                raise ValueError("OPENAI_API_TYPE=azure requires OPENAI_API_VERSION")
+            if "api.openai.com" in self.openai_base_url:
+                raise ValueError(
+                    "OPENAI_API_TYPE=azure requires OPENAI_BASE_URL to be the Azure OpenAI "
+                    "endpoint (https://NAME.openai.azure.com)"
+                )
         return self
 
     @field_validator("api_url")

@@ -176,9 +176,14 @@ def test_retry_after_prefers_openais_milliseconds(
 
 
 def test_azure_needs_its_api_version(db_path: Path) -> None:
+    azure = "https://example.openai.azure.com"
     with pytest.raises(ValidationError, match="OPENAI_API_TYPE=azure requires OPENAI_API_VERSION"):
-        make_settings(db_path, openai_api_type="azure")
-    settings = make_settings(db_path, openai_api_type="azure", openai_api_version="2024-10-21")
+        make_settings(db_path, openai_api_type="azure", openai_base_url=azure)
+    with pytest.raises(ValidationError, match="OPENAI_BASE_URL to be the Azure OpenAI endpoint"):
+        make_settings(db_path, openai_api_type="azure", openai_api_version="2024-10-21")
+    settings = make_settings(
+        db_path, openai_api_type="azure", openai_api_version="2024-10-21", openai_base_url=azure
+    )
     assert OpenAIEndpoint.from_settings(settings).azure_api_version == "2024-10-21"
     assert OpenAIEndpoint.from_settings(make_settings(db_path)).azure_api_version is None
 
