@@ -247,8 +247,9 @@ def test_deferred_read_then_write_fails_with_database_busy(
     committed = sum(report.committed for report in reports)
     assert busy > 0, "plain deferred transactions did not collide"
     assert [report.name for report in reports if report.busy] != []
-    # All reads of a round precede its writes, so exactly one writer per round wins.
-    assert committed == UNITS
-    assert busy == (PROCESSES - 1) * UNITS
+    # All reads of a round precede its writes, so at most one writer per round wins (none
+    # when a loser's failed upgrade holds the write lock just as the winner asks for it).
+    assert 0 < committed <= UNITS
+    assert busy + committed == PROCESSES * UNITS
     # SQLite refuses instead of losing an update: the counter matches the commits.
     assert _counter(database, prompt_id) == 1 + committed
