@@ -165,9 +165,18 @@ class Settings(BaseSettings):
     )
     # --- evaluation runs: LLM providers --------------------------------------------------
     openai_base_url: str = Field(
-        "https://api.openai.com/v1", description="Any OpenAI-compatible chat-completions API."
+        "https://api.openai.com/v1",
+        description="Any OpenAI-compatible API (chat completions, embeddings).",
     )
     openai_api_key: SecretStr | None = Field(None, repr=False)
+    openai_api_type: Literal["openai", "azure"] = Field(
+        "openai",
+        description="'azure': OPENAI_BASE_URL is an Azure OpenAI endpoint, models are "
+        "deployment names.",
+    )
+    openai_api_version: str | None = Field(
+        None, description="Azure OpenAI's api-version (required with OPENAI_API_TYPE=azure)."
+    )
     provider_timeout_s: float = Field(60.0, gt=0, description="Per request.")
     provider_max_retries: int = Field(
         3, ge=0, le=10, description="Retries of one call on 429/5xx/timeouts."
@@ -302,6 +311,18 @@ class Settings(BaseSettings):
             self.redis_url is None or not self.redis_url.get_secret_value()
         ):
             raise ValueError(f"APP_ENV={self.app_env} requires REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _check_openai(self) -> Settings:
+        if self.openai_api_type == "azure":
+            if not self.openai_api_version:
+                raise ValueError("OPENAI_API_TYPE=azure requires OPENAI_API_VERSION")
+            if "api.openai.com" in self.openai_base_url:
+                raise ValueError(
+                    "OPENAI_API_TYPE=azure requires OPENAI_BASE_URL to be the Azure OpenAI "
+                    "endpoint (https://NAME.openai.azure.com)"
+                )
         return self
 
     @field_validator("api_url")

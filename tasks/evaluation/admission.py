@@ -14,7 +14,7 @@ from core.settings import Settings
 from db.database import Database
 from db.repositories.prompts import PromptRepository
 from jobs.errors import ArgumentProblem, InvalidArguments
-from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
+from providers.llm import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
 from tasks.evaluation.spec import EvaluationSpec
 
