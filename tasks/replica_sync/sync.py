@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core.logging import redact
 from core.settings import ReplicaConfig
@@ -117,7 +118,8 @@ def _run_child(
     replica: ReplicaConfig, *, timeout_s: float, on_child: Callable[[int], None] | None
 ) -> dict[str, object]:
     token = replica.auth_token.get_secret_value() if replica.auth_token else None
-    secrets = [token] if token else []
+    # A driver's message may quote the URL, and a URL may carry user:password@.
+    secrets = [value for value in (token, urlsplit(replica.sync_url).password) if value]
     replica.path.parent.mkdir(parents=True, exist_ok=True)
     request = {
         "protocol": replica.protocol,

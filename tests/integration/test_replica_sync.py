@@ -443,3 +443,15 @@ def test_history_older_than_the_retention_is_trimmed_but_not_the_newest_success(
     # ...and a sync trims its replica's rows past the retention as it records itself.
     assert _run(app, enqueue(runtime, "replica-sync", {"replica": "edge-1"}).job.id)["succeeded"]
     assert [s.status for s in _syncs(runtime)] == ["succeeded"]
+
+
+def test_a_password_in_the_sync_url_never_shows_either(stub_server: Any, tmp_path: Path) -> None:
+    server = stub_server("401")
+    url = server.url.replace("http://", "http://user:url-password-SECRET-3e@")
+    config = ReplicaConfig.model_validate(_replica(tmp_path / "r.db", url, "libsql"))
+
+    with pytest.raises(SyncRefused) as raised:
+        sync_replica(config, timeout_s=20)
+
+    assert "url-password-SECRET-3e" not in str(raised.value)
+    assert TOKEN not in str(raised.value)
