@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from core.errors import ConfigurationError
 from core.settings import ReplicaConfig, Settings, load_settings
 from core.settings_view import settings_view
+from devstack.supervisor import UpOptions, worker_queues
 from jobs.queues import ENQUEUE_PERIODIC_TASK
 from tasks.registry import kind_registry
 from tasks.replica_sync.errors import PrimaryMissing, SyncFailed, SyncRefused, SyncUnavailable
@@ -171,3 +172,18 @@ def test_read_replica_must_be_a_local_libsql_replica(
 def test_a_local_libsql_replica_can_serve_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _settings(monkeypatch, [_replica(protocol="libsql")], READ_REPLICA="edge-1")
     assert settings.read_replica == "edge-1"
+
+
+def test_autoforge_up_runs_its_worker_on_this_hosts_replica_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = _settings(monkeypatch, [_replica()], REPLICA_HOST="laptop")
+
+    queues = worker_queues(settings, UpOptions(), kind_registry())
+
+    assert "replicas.laptop" in queues
+    assert worker_queues(settings, UpOptions(queues=("replicas.laptop",)), kind_registry()) == (
+        "replicas.laptop",
+    )
+    with pytest.raises(ConfigurationError, match="unknown queue"):
+        worker_queues(settings, UpOptions(queues=("replicas.elsewhere",)), kind_registry())
