@@ -16,7 +16,7 @@ implies the index's, which a bound parameter never does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    insert,
     literal,
     literal_column,
     or_,
@@ -63,26 +64,31 @@ class JobRepository:
 
     def add(self, job: Job) -> Job:
         """Insert a job, its publish recorded as done: the outbox publishes it right after
-        the commit and records only a failed publish (see :mod:`jobs.outbox`)."""
+        the commit and records only a failed publish (see :mod:`jobs.outbox`).
+
+        One Core ``INSERT ... RETURNING`` (the publish time is the database's clock): no
+        ORM object to flush and read back."""
         now = utcnow()
-        row = JobModel(
-            id=job.id,
-            kind=str(job.kind),
-            status=str(job.status),
-            arguments=job.arguments,
-            idempotency_key=job.idempotency_key,
-            request_hash=job.request_hash,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            progress=job.progress,
-            available_at=job.available_at,
-            published_at=db_now(),
-            created_at=now,
-            updated_at=now,
-        )
-        self.session.add(row)
-        self.session.flush()
-        return to_domain(row)
+        values: dict[str, Any] = {
+            "id": job.id,
+            "kind": str(job.kind),
+            "status": str(job.status),
+            "arguments": job.arguments,
+            "idempotency_key": job.idempotency_key,
+            "request_hash": job.request_hash,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "progress": job.progress,
+            "available_at": job.available_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        published_at = self.session.execute(
+            insert(JobModel).values(published_at=db_now(), **values).returning(
+                JobModel.published_at
+            )
+        ).scalar_one()
+        return replace(job, published_at=published_at, created_at=now, updated_at=now)
 
     def get(self, job_id: str) -> Job | None:
         # populate_existing: a conditional UPDATE above may have changed the row.
