@@ -88,11 +88,13 @@ class JobRepository:
             "created_at": now,
             "updated_at": now,
         }
-        published_at = self.session.execute(
-            insert(JobModel)
-            .values(published_at=db_now(), **values)
-            .returning(JobModel.published_at)
-        ).scalar_one()
+        published_at = (
+            self.session.connection()
+            .execute(
+                insert(JOBS).values(published_at=db_now(), **values).returning(JOBS.c.published_at)
+            )
+            .scalar_one()
+        )
         return replace(job, published_at=published_at, created_at=now, updated_at=now)
 
     def get(self, job_id: str) -> Job | None:
