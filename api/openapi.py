@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from api.routes.jobs import batch_body
 from api.schemas import PromptCreate, PromptVersionCreate, ValidationErrorBody
 from jobs.registry import KindRegistry
 
@@ -44,8 +45,13 @@ REQUEST_EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
 
 
 def request_examples(kinds: KindRegistry) -> dict[type[BaseModel], dict[str, Any]]:
-    """An example of every request body: the API's own and each job kind's."""
-    return {**REQUEST_EXAMPLES, **{kind.arguments: dict(kind.example) for kind in kinds}}
+    """An example of every request body: the API's own and each job kind's (alone and
+    as a batch of one)."""
+    return {
+        **REQUEST_EXAMPLES,
+        **{kind.arguments: dict(kind.example) for kind in kinds},
+        **{batch_body(kind): {"items": [dict(kind.example)]} for kind in kinds.enabled()},
+    }
 
 
 def install_openapi(app: FastAPI, kinds: KindRegistry) -> None:

@@ -22,6 +22,7 @@ from core.settings import Settings
 from db.busy import BusyWait
 from db.engine import BEGIN_MODE_OPTION, create_db_engine
 from db.errors import DatabaseBusy, DatabaseUnavailable
+from db.write_lock import FileWriteLock, write_lock_for
 
 log = logging.getLogger("autoforge.db")
 
@@ -33,10 +34,15 @@ class WriteStats:
     units: int = 0
     attempts: int = 0
     lock_retries: int = 0
+    #: Units that queued for another process's writer (:mod:`db.write_lock`).
+    lock_waits: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, *, units: int = 0, attempts: int = 0, lock_retries: int = 0) -> None:
+    def add(
+        self, *, units: int = 0, attempts: int = 0, lock_retries: int = 0, lock_waits: int = 0
+    ) -> None:
         with self._lock:
+            self.lock_waits += lock_waits
             self.units += units
             self.attempts += attempts
             self.lock_retries += lock_retries
@@ -54,31 +60,19 @@ class Database:
         self._pid: int | None = None
         self._engine: Engine | None = None
         self._factories: dict[str, sessionmaker[Session]] = {}
-        #: Serializes write units of this process's threads on a local file, their waits
-        #: for another process's write lock included: SQLite has one writer at a time
-        #: anyway, so threads queue here (without the GIL) and only one of them polls
-        #: the database while another process writes (:mod:`db.busy`).
-        self.write_lock: threading.Lock | None = (
-            threading.Lock() if settings.database.is_local else None
-        )
-        self._lock_pid = os.getpid()
+        #: Queues write units on a local file: this process's threads and every other
+        #: process's writers, fairly, without polling (:mod:`db.write_lock`). SQLite has
+        #: one writer at a time anyway; the wait releases the GIL.
+        self.write_lock: FileWriteLock | None = None
+        if settings.database.is_local:
+            assert settings.database.path is not None
+            self.write_lock = write_lock_for(settings.database.path)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         if self.read_only_file is not None:
             return f"Database(read-only replica {self.read_only_file})"
         return f"Database({self.settings.database.describe()})"
-
-    def check_process(self) -> None:
-        """Call before taking ``write_lock``: a forked child gets a fresh one."""
-        self._after_fork(os.getpid())
-
-    def _after_fork(self, pid: int) -> None:
-        """A lock inherited through fork may be held by a thread that did not come along:
-        the new process needs its own (replaced once per process, never while in use)."""
-        if self.write_lock is not None and self._lock_pid != pid:
-            self.write_lock = threading.Lock()
-            self._lock_pid = pid
 
     @property
     def engine(self) -> Engine:

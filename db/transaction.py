@@ -8,7 +8,8 @@ is always closed.
 Waiting is bounded by time, ``DB_WRITE_MAX_SECONDS`` for the whole unit, and happens in
 Python, never inside the SDK (which would keep the GIL: :mod:`db.busy`):
 
-- for this process's other writers (the per-process write lock of a local file);
+- for the other writers of a local file, this process's threads and other processes
+  alike, in a fair queue that needs no polling (:mod:`db.write_lock`);
 - for the database's write lock: ``BEGIN IMMEDIATE`` fails at once while another
   connection holds it, and is tried again after a jittered, growing pause. The unit has
   not run yet, so these tries are not counted against ``DB_WRITE_MAX_ATTEMPTS``; a
@@ -47,15 +48,16 @@ def write_transaction(db: Database, work: Callable[[Session], T]) -> T:
     """
     wait = BusyWait.for_writes(db.settings)
     db.stats.add(units=1)
-    db.check_process()
     lock = db.write_lock
     if lock is None:
         return _run(db, work, wait)
     if not lock.acquire(timeout=wait.remaining()):
         raise DatabaseBusy(
-            f"database busy: this process's other writers kept it for {wait.elapsed():.1f} s"
+            f"database busy: other writers kept the write lock for {wait.elapsed():.1f} s"
         )
     try:
+        if lock.waited:
+            db.stats.add(lock_waits=1)
         return _run(db, work, wait)
     finally:
         lock.release()

@@ -15,6 +15,7 @@ committed, nothing that happens to the bookkeeping can turn the answer into an e
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from core.errors import PermanentError
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import Job, JobStatus, request_fingerprint
-from jobs.errors import KindDisabled
+from jobs.errors import ArgumentProblem, InvalidArguments, KindDisabled
 from jobs.queues import RECOVERY_PRIORITY
 from jobs.runtime import Runtime
 
@@ -90,6 +91,112 @@ def enqueue(
         return Enqueued(job, created=False, published=job.published_at is not None)
     published = publish_committed(runtime, [job])
     return Enqueued(job, created=True, published=bool(published))
+
+
+#: Most jobs one :func:`enqueue_many` (``POST /v1/jobs/{kind}:batch``) accepts.
+MAX_BATCH = 500
+
+
+def batch_item_key(idempotency_key: str, index: int) -> str:
+    """The ledger's idempotency key of a batch's item ``index``."""
+    return f"{idempotency_key}#batch#{index}"
+
+
+def enqueue_many(
+    runtime: Runtime,
+    kind: str,
+    items: Sequence[dict[str, Any]],
+    *,
+    idempotency_key: str | None = None,
+) -> list[Enqueued]:
+    """Accept several jobs of one kind: all their ledger rows (and domain rows) in one
+    write transaction, all or none, then published over one broker connection.
+
+    With ``idempotency_key`` the batch is replayable as a whole: each item's row holds
+    the key and the item's index (:func:`batch_item_key`). The same key with the same
+    items returns the jobs it created (``created`` False); with other items, or another
+    number of them, it is an :class:`IdempotencyConflict`.
+
+    Raises:
+        UnknownKind, KindDisabled: as :func:`enqueue`.
+        InvalidArguments: an item's domain rows refused its arguments; each problem's
+            ``loc`` starts with ``("items", index)``.
+    """
+    declared = runtime.kinds[str(kind)]
+    if not declared.enabled:
+        raise KindDisabled(f"job kind {declared.name!r} does not accept new jobs")
+    if not items:
+        return []
+    max_attempts = runtime.kinds.max_attempts(runtime.settings, declared.name)
+    fingerprints = [request_fingerprint(str(kind), arguments) for arguments in items]
+    keys: list[str | None] = (
+        [None] * len(items)
+        if idempotency_key is None
+        else [batch_item_key(idempotency_key, index) for index in range(len(items))]
+    )
+    domain_rows = declared.domain_rows.load() if declared.domain_rows is not None else None
+
+    def unit(session: Session) -> tuple[list[Job], bool]:
+        jobs = JobRepository(session)
+        if idempotency_key is not None:
+            replayed = _replayed_batch(jobs, idempotency_key, fingerprints)
+            if replayed is not None:
+                return replayed, False
+        created: list[Job] = []
+        for index, (arguments, key, fingerprint) in enumerate(
+            zip(items, keys, fingerprints, strict=True)
+        ):
+            job = jobs.add(
+                Job(
+                    kind=declared.name,
+                    arguments=arguments,
+                    idempotency_key=key,
+                    request_hash=fingerprint,
+                    max_attempts=max_attempts,
+                )
+            )
+            if domain_rows is not None:
+                try:
+                    domain_rows(session, job)
+                except InvalidArguments as exc:
+                    raise InvalidArguments(
+                        [
+                            ArgumentProblem(
+                                loc=("items", index, *problem.loc), message=problem.message
+                            )
+                            for problem in exc.problems
+                        ]
+                    ) from exc
+            created.append(job)
+        return created, True
+
+    jobs, created = write_transaction(runtime.db, unit)
+    if not created:
+        return [
+            Enqueued(job, created=False, published=job.published_at is not None) for job in jobs
+        ]
+    accepted = set(publish_committed(runtime, jobs))
+    return [Enqueued(job, created=True, published=job.id in accepted) for job in jobs]
+
+
+def _replayed_batch(
+    jobs: JobRepository, idempotency_key: str, fingerprints: list[str]
+) -> list[Job] | None:
+    """The jobs an earlier batch with this key created, if it had the same items;
+    ``None`` if the key is new."""
+    earlier = [
+        jobs.get_by_idempotency_key(batch_item_key(idempotency_key, index))
+        for index in range(len(fingerprints) + 1)  # one more: was that batch longer?
+    ]
+    if all(job is None for job in earlier):
+        return None
+    replayed = earlier[:-1]
+    if earlier[-1] is not None or any(
+        job is None or job.request_hash != fingerprint
+        for job, fingerprint in zip(replayed, fingerprints, strict=True)
+    ):
+        raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+    return [job for job in replayed if job is not None]
 
 
 def publish_committed(runtime: Runtime, jobs: list[Job]) -> list[str]:

@@ -9,6 +9,8 @@ cancelling it does, whether it may be retried, its progress in its own units.
 Enqueue goes through the transactional outbox (:func:`jobs.outbox.enqueue`): the
 ledger row is committed first, then published. A job whose publish fails is still
 accepted (``202``); the outbox sweeper hands it to the broker later.
+``POST /v1/jobs/{kind}:batch`` accepts many jobs of a kind in one ledger transaction
+(:func:`jobs.outbox.enqueue_many`), all or none.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Annotated, Any, Literal, NoReturn, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, create_model
 from sqlalchemy.orm import Session
 
 from api.auth import CallerScope
@@ -31,9 +33,9 @@ from db.repositories.jobs import JobCursor, JobRepository
 from db.transaction import write_transaction
 from domain.idempotency import client_key
 from domain.jobs import Job, JobStatus
-from jobs.errors import InvalidArguments
+from jobs.errors import ArgumentProblem, InvalidArguments
 from jobs.kind import KindSpec
-from jobs.outbox import enqueue, publish_committed
+from jobs.outbox import MAX_BATCH, enqueue, enqueue_many, publish_committed
 from jobs.registry import KindRegistry
 
 PREFIX = "/v1/jobs"
@@ -64,6 +66,24 @@ Cursor = Annotated[
 ]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
+BATCH_SUFFIX = ":batch"
+_BATCH_DESCRIPTION = f"""Accept up to {MAX_BATCH} jobs of this kind in one request: the body's
+`items` are the jobs' arguments, each checked like the body of `POST /v1/jobs/{{kind}}`.
+All or nothing: one invalid item is a `422` whose `loc` names it
+(`["body", "items", <index>, <field>]`) and no job is accepted; otherwise every job is
+committed to the ledger in one transaction, then published. The answer lists the jobs in
+the order of the items.
+
+With an `Idempotency-Key` the batch replays as a whole: the same key with the same items
+returns the jobs it created (`200`); with other items, or another number of them, it is a
+`409`. A batch's key is its own: it never matches a key sent to `POST /v1/jobs/{{kind}}`."""
+
+_BATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Idempotent replay: the jobs this key created."},
+    409: {"model": ErrorBody, "description": "Idempotency-Key reused with other items."},
+    503: {"model": ErrorBody, "description": "The database is unavailable; see Retry-After."},
+}
+
 _ENQUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobOut, "description": "Idempotent replay: the job this key created."},
     409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body."},
@@ -84,6 +104,16 @@ def build_router(kinds: KindRegistry) -> APIRouter:
             responses=_ENQUEUE_RESPONSES,
             summary=kind.summary,
             description=kind.description,
+        )
+    for kind in kinds.enabled():
+        router.add_api_route(
+            f"/{kind.name}{BATCH_SUFFIX}",
+            _enqueue_batch_route(kind),
+            methods=["POST"],
+            status_code=202,
+            responses=_BATCH_RESPONSES,
+            summary=f"{kind.summary} (up to {MAX_BATCH} jobs at once)" if kind.summary else None,
+            description=_BATCH_DESCRIPTION,
         )
     # Not in the OpenAPI schema: "/v1/jobs/{kind}" would be the same path as
     # "/v1/jobs/{job_id}" under another name, which OpenAPI forbids; every kind that can be
@@ -144,12 +174,7 @@ def _accept(
             idempotency_key=idempotency_key,
         )
     except InvalidArguments as exc:
-        raise RequestValidationError(
-            [
-                {"type": "value_error", "loc": ("body", *problem.loc), "msg": problem.message}
-                for problem in exc.problems
-            ]
-        ) from None
+        raise _invalid(exc) from None
     if accepted.created:
         resources.metrics.jobs_enqueued.labels(kind=kind.name).inc()
     else:
@@ -158,11 +183,97 @@ def _accept(
     return _out(resources, accepted.job)
 
 
+class JobBatchOut(BaseModel):
+    """The jobs of a batch, in the order of its items."""
+
+    items: list[JobOut]
+
+
+_batch_bodies: dict[tuple[str, type[BaseModel]], type[BaseModel]] = {}
+
+
+def batch_body(kind: KindSpec) -> type[BaseModel]:
+    """The request body of ``POST /v1/jobs/{kind}:batch``: ``items``, each the kind's
+    arguments (one model per kind, made once)."""
+    key = (kind.name, kind.arguments)
+    if key not in _batch_bodies:
+        _batch_bodies[key] = create_model(
+            f"{kind.arguments.__name__}Batch",
+            __doc__=f"Up to {MAX_BATCH} jobs of kind {kind.name!r}, each item its arguments.",
+            items=(list[kind.arguments], Field(min_length=1, max_length=MAX_BATCH)),  # type: ignore[name-defined]
+        )
+    return _batch_bodies[key]
+
+
+def _enqueue_batch_route(kind: KindSpec) -> Callable[..., JobBatchOut]:
+    body = batch_body(kind)
+
+    def enqueue_kind_batch(
+        batch: BaseModel,
+        response: Response,
+        resources: Resources,
+        idempotency_key: LedgerIdempotencyKey,
+    ) -> JobBatchOut:
+        items: list[BaseModel] = batch.items  # type: ignore[attr-defined]
+        return _accept_batch(resources, kind, items, idempotency_key, response)
+
+    enqueue_kind_batch.__annotations__["batch"] = body
+    enqueue_kind_batch.__name__ = f"enqueue_{kind.name.replace('-', '_')}_batch"
+    return enqueue_kind_batch
+
+
+def _accept_batch(
+    resources: ApiResources,
+    kind: KindSpec,
+    items: list[BaseModel],
+    idempotency_key: str | None,
+    response: Response,
+) -> JobBatchOut:
+    problems: list[ArgumentProblem] = []
+    if kind.admission is not None:
+        admit = kind.admission.load()
+        for index, arguments in enumerate(items):
+            try:
+                admit(arguments, resources.settings, resources.runtime.db)
+            except InvalidArguments as exc:
+                problems.extend(
+                    ArgumentProblem(("items", index, *problem.loc), problem.message)
+                    for problem in exc.problems
+                )
+    try:
+        if problems:
+            raise InvalidArguments(problems)
+        accepted = enqueue_many(
+            resources.runtime,
+            kind.name,
+            [arguments.model_dump(mode="json", by_alias=True) for arguments in items],
+            idempotency_key=idempotency_key,
+        )
+    except InvalidArguments as exc:
+        raise _invalid(exc) from None
+    created = sum(1 for one in accepted if one.created)
+    if created:
+        resources.metrics.jobs_enqueued.labels(kind=kind.name).inc(created)
+    else:
+        response.status_code = 200
+    return JobBatchOut(items=[_out(resources, one.job) for one in accepted])
+
+
+def _invalid(exc: InvalidArguments) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {"type": "value_error", "loc": ("body", *problem.loc), "msg": problem.message}
+            for problem in exc.problems
+        ]
+    )
+
+
 def _unknown_kind_route(kinds: KindRegistry) -> Callable[[str], NoReturn]:
     names = [kind.name for kind in kinds.enabled()]
 
     def enqueue_unknown(kind: str) -> NoReturn:
         """A kind that is not declared (or does not accept jobs) answers ``404``."""
+        kind = kind.removesuffix(BATCH_SUFFIX)
         raise UnknownJobKind(
             f"Unknown job kind {kind!r}; kinds: {', '.join(names)}.", extra={"kinds": names}
         )

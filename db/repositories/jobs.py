@@ -16,15 +16,17 @@ implies the index's, which a bound parameter never does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    Table,
     and_,
     bindparam,
     delete,
     func,
+    insert,
     literal,
     literal_column,
     or_,
@@ -32,6 +34,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -43,6 +46,9 @@ from domain.jobs import Job, JobError, JobStatus
 UNFINISHED = (str(JobStatus.QUEUED), str(JobStatus.RUNNING))
 # In the order of the partial indexes' WHERE clauses (idx_jobs_unfinished, idx_jobs_finished).
 FINISHED = (str(JobStatus.SUCCEEDED), str(JobStatus.FAILED), str(JobStatus.CANCELLED))
+#: The table itself, for the worker's hot path: Core statements on the session's
+#: connection skip the ORM's bulk-update bookkeeping (no objects are involved).
+JOBS = cast(Table, JobModel.__table__)
 #: Finished jobs deleted per write transaction by :meth:`JobRepository.prune_finished`.
 PRUNE_BATCH_ROWS = 200
 
@@ -63,26 +69,33 @@ class JobRepository:
 
     def add(self, job: Job) -> Job:
         """Insert a job, its publish recorded as done: the outbox publishes it right after
-        the commit and records only a failed publish (see :mod:`jobs.outbox`)."""
+        the commit and records only a failed publish (see :mod:`jobs.outbox`).
+
+        One Core ``INSERT ... RETURNING`` (the publish time is the database's clock): no
+        ORM object to flush and read back."""
         now = utcnow()
-        row = JobModel(
-            id=job.id,
-            kind=str(job.kind),
-            status=str(job.status),
-            arguments=job.arguments,
-            idempotency_key=job.idempotency_key,
-            request_hash=job.request_hash,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            progress=job.progress,
-            available_at=job.available_at,
-            published_at=db_now(),
-            created_at=now,
-            updated_at=now,
+        values: dict[str, Any] = {
+            "id": job.id,
+            "kind": str(job.kind),
+            "status": str(job.status),
+            "arguments": job.arguments,
+            "idempotency_key": job.idempotency_key,
+            "request_hash": job.request_hash,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "progress": job.progress,
+            "available_at": job.available_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        published_at = (
+            self.session.connection()
+            .execute(
+                insert(JOBS).values(published_at=db_now(), **values).returning(JOBS.c.published_at)
+            )
+            .scalar_one()
         )
-        self.session.add(row)
-        self.session.flush()
-        return to_domain(row)
+        return replace(job, published_at=published_at, created_at=now, updated_at=now)
 
     def get(self, job_id: str) -> Job | None:
         # populate_existing: a conditional UPDATE above may have changed the row.
@@ -137,31 +150,33 @@ class JobRepository:
         it claimed.
         """
         now = utcnow()
-        claimed = self.session.scalars(
-            update(JobModel)
-            .where(
-                JobModel.id == job_id,
-                or_(
-                    JobModel.status == str(JobStatus.QUEUED),
-                    and_(
-                        JobModel.status == str(JobStatus.RUNNING),
-                        JobModel.lease_expires_at <= db_now(),
+        claimed = (
+            self.session.connection()
+            .execute(
+                update(JOBS)
+                .where(
+                    JOBS.c.id == job_id,
+                    or_(
+                        JOBS.c.status == str(JobStatus.QUEUED),
+                        and_(
+                            JOBS.c.status == str(JobStatus.RUNNING),
+                            JOBS.c.lease_expires_at <= db_now(),
+                        ),
                     ),
-                ),
+                )
+                .values(
+                    status=str(JobStatus.RUNNING),
+                    attempts=JOBS.c.attempts + 1,
+                    lease_expires_at=db_now(lease_s),
+                    lease_owner=owner,
+                    started_at=func.coalesce(JOBS.c.started_at, now),
+                    available_at=None,
+                    updated_at=now,
+                )
+                .returning(*JOBS.c)
             )
-            .values(
-                status=str(JobStatus.RUNNING),
-                attempts=JobModel.attempts + 1,
-                lease_expires_at=db_now(lease_s),
-                lease_owner=owner,
-                started_at=func.coalesce(JobModel.started_at, now),
-                available_at=None,
-                updated_at=now,
-            )
-            .returning(JobModel),
-            # The session may hold this row from an earlier read: take the new values.
-            execution_options={"populate_existing": True},
-        ).one_or_none()
+            .one_or_none()
+        )
         return to_domain(claimed) if claimed is not None else None
 
     def renew_leases(self, held: list[tuple[str, str]], *, lease_s: float) -> int:
@@ -207,9 +222,13 @@ class JobRepository:
         """Mark the attempt's job succeeded. False if it no longer owns a running job
         (cancelled, or finished by another delivery): the caller must then roll back."""
         now = utcnow()
-        changed = self.session.execute(
-            update(JobModel)
-            .where(*_owned_by(job_id, attempt))
+        changed = self.session.connection().execute(
+            update(JOBS)
+            .where(
+                JOBS.c.id == job_id,
+                JOBS.c.status == str(JobStatus.RUNNING),
+                JOBS.c.attempts == attempt,
+            )
             .values(
                 status=str(JobStatus.SUCCEEDED),
                 result=result,
@@ -436,7 +455,7 @@ def _changed(result: Any) -> bool:
     return bool(result.rowcount)
 
 
-def to_domain(row: JobModel) -> Job:
+def to_domain(row: JobModel | Row[Any]) -> Job:
     return Job(
         id=row.id,
         kind=row.kind,
