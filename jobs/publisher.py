@@ -77,7 +77,12 @@ class JobPublisher:
                                 job.kind,
                             )
                             continue
-                        queue = self._kinds.queue_of(self._settings, kind, job.arguments)
+                        try:
+                            queue = self._kinds.queue_of(self._settings, kind, job.arguments)
+                        except Exception as exc:  # e.g. arguments its route cannot read
+                            # Like an undeclared kind: the others in the batch still go out.
+                            log.error("job %s has no queue to go to: %s", job.id, exc)
+                            continue
                         self._send(kind.task_name, queue, job.id, countdown, priority, connection)
                         published.append(job.id)
                 except Exception:

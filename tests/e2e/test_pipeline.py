@@ -130,7 +130,11 @@ def test_redelivery_of_a_succeeded_job_does_nothing(pipeline: Pipeline) -> None:
 
 
 def test_a_worker_consumes_only_the_queues_it_was_given(pipeline: Pipeline) -> None:
-    others = [kind for kind in pipeline.runtime.kinds if kind.queue != "canary"]
+    # Kinds routed per job (a replica's sync goes to its host's queue) need real arguments
+    # to have a queue at all; their routing has tests of its own.
+    others = [
+        kind for kind in pipeline.runtime.kinds if kind.queue != "canary" and kind.route is None
+    ]
     # A ledger row and its message on each other queue (what the job would do does not
     # matter: it must not start).
     parked = {kind.name: _park(pipeline, kind.name) for kind in others}

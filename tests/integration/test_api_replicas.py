@@ -13,11 +13,15 @@ from sqlalchemy import update
 from core.settings import ReplicaConfig, Settings
 from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
+from domain.jobs import Job
 from domain.prompts import Prompt
+from jobs.publisher import JobPublisher
+from tasks.registry import kind_registry
 from tasks.replica_sync.models import ReplicaSyncModel
 from tasks.replica_sync.repository import ReplicaSyncRecord, ReplicaSyncRepository
 from tests.conftest import copy_migrated, make_settings
 from tests.support.api import AUTH, TestClient, api_settings, client_for, ledger, llen
+from workers.app import create_celery
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +224,21 @@ def test_queue_depth_covers_each_replica_hosts_queue(
 
     assert 'autoforge_queue_depth{queue="replicas.other-host"} 1.0' in metrics
     assert 'autoforge_queue_depth{queue="replicas.this-host"} 0.0' in metrics
+
+
+def test_a_job_without_a_route_does_not_hold_back_the_others_of_its_batch(
+    settings_with_replicas: Settings, redis_url: str
+) -> None:
+    kinds = kind_registry()
+    publisher = JobPublisher(
+        create_celery(settings_with_replicas, kinds), kinds, settings_with_replicas
+    )
+    unroutable = Job("replica-sync", {})  # no replica named: no host, so no queue
+    routable = Job("replica-sync", {"replica": "edge-1"})
+    canary = Job("canary", {})
+
+    published = publisher.publish_many([unroutable, routable, canary])
+
+    assert published == [routable.id, canary.id]
+    assert llen(redis_url, "replicas.this-host") == 1
+    assert llen(redis_url, "canary") == 1
