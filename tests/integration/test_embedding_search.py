@@ -1,0 +1,195 @@
+"""Vector and hybrid search over a small corpus with the real local model, on a real
+libSQL file: what ranks first, soft-deleted prompts, staleness, the text cache, and
+resuming a run."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from db.database import Database
+from db.models import PromptModel
+from db.repositories.prompts import PromptRepository
+from db.transaction import write_transaction
+from providers.embeddings.local import LocalEmbedder
+from tasks.embedding.job import embed_prompts
+from tasks.embedding.repository import PromptEmbeddingRepository
+from tasks.embedding.search import QUERY_CACHE_PREFIX, SearchMode, search_prompts
+from tests.support.prompt_corpus import CORPUS, QUERIES, add_corpus
+
+pytestmark = pytest.mark.integration
+
+EMBEDDER = LocalEmbedder()
+
+
+class CountingEmbedder:
+    """The local embedder, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    @property
+    def model(self) -> str:
+        return EMBEDDER.model
+
+    @property
+    def dim(self) -> int:
+        return EMBEDDER.dim
+
+    def embed(self, texts: object) -> list[list[float]]:
+        assert isinstance(texts, list)
+        self.texts.extend(texts)
+        return EMBEDDER.embed(texts)
+
+
+@pytest.fixture
+def corpus(database: Database) -> dict[str, list[str]]:
+    ids = add_corpus(database)
+    report = embed_prompts(database, EMBEDDER, all_stale=True, batch_size=5)
+    assert (report.total, report.done, report.embedded) == (12, 12, 12)
+    return ids
+
+
+def _stale_ids(db: Database) -> list[str]:
+    with db.read_session() as session:
+        return [
+            t.prompt_id for t in PromptEmbeddingRepository(session).stale(EMBEDDER.model, limit=100)
+        ]
+
+
+@pytest.mark.parametrize("mode", ["vector", "hybrid"])
+def test_similar_prompts_rank_above_unrelated_ones(
+    database: Database, corpus: dict[str, list[str]], mode: SearchMode
+) -> None:
+    for topic, query in QUERIES.items():
+        hits = search_prompts(database, EMBEDDER, query, k=12, mode=mode)
+        ranked = [hit.prompt.id for hit in hits]
+        assert len(ranked) == 12
+        top = set(ranked[:3])
+        assert top == set(corpus[topic]), (topic, [h.prompt.title for h in hits[:3]])
+        scores = [hit.score for hit in hits]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_vector_scores_are_cosine_similarities(
+    database: Database, corpus: dict[str, list[str]]
+) -> None:
+    title, content = CORPUS["cooking"][1]
+    hits = search_prompts(database, EMBEDDER, f"{title}\n\n{content}", k=1)
+    assert hits[0].prompt.id == corpus["cooking"][1]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_hybrid_puts_an_exact_word_first(database: Database, corpus: dict[str, list[str]]) -> None:
+    target = corpus["code"][2]  # the one prompt that says "revenue"
+    hybrid = [
+        h.prompt.id for h in search_prompts(database, EMBEDDER, "revenue", k=3, mode="hybrid")
+    ]
+    assert hybrid[0] == target
+
+
+@pytest.mark.parametrize("mode", ["vector", "hybrid"])
+def test_soft_deleted_prompts_are_never_returned(
+    database: Database, corpus: dict[str, list[str]], mode: SearchMode
+) -> None:
+    gone = corpus["cooking"]
+
+    def delete(session: Session) -> None:
+        for prompt_id in gone:
+            assert PromptRepository(session).soft_delete(prompt_id)
+
+    write_transaction(database, delete)
+    hits = search_prompts(
+        database, EMBEDDER, QUERIES["cooking"] + " bread recipes", k=50, mode=mode
+    )
+    assert hits, "the other prompts are still found"
+    assert not {h.prompt.id for h in hits} & set(gone)
+    # Nor are they stale: a deleted prompt is never embedded again.
+    assert not set(_stale_ids(database)) & set(gone)
+
+
+def test_a_content_change_makes_the_prompt_stale_and_reembedding_moves_it(
+    database: Database, corpus: dict[str, list[str]]
+) -> None:
+    assert _stale_ids(database) == []
+    moved = corpus["support"][0]
+
+    def edit(session: Session) -> None:
+        session.execute(
+            update(PromptModel)
+            .where(PromptModel.id == moved)
+            .values(content="Bake a chocolate cake with dark cocoa and fresh cream.")
+        )
+
+    write_transaction(database, edit)
+    assert _stale_ids(database) == [moved]
+    # A status change touches neither title nor content: nothing goes stale.
+    write_transaction(
+        database,
+        lambda s: PromptRepository(s).set_status(corpus["code"][0], "active"),  # type: ignore[arg-type]
+    )
+    assert _stale_ids(database) == [moved]
+
+    counting = CountingEmbedder()
+    report = embed_prompts(database, counting, all_stale=True)
+    assert (report.done, report.embedded) == (1, 1)
+    assert len(counting.texts) == 1
+    assert _stale_ids(database) == []
+    cooking = [h.prompt.id for h in search_prompts(database, EMBEDDER, "chocolate dessert", k=2)]
+    assert moved in cooking
+
+
+def test_unchanged_and_identical_texts_compute_nothing(
+    database: Database, corpus: dict[str, list[str]]
+) -> None:
+    counting = CountingEmbedder()
+    every = [pid for ids in corpus.values() for pid in ids]
+    report = embed_prompts(database, counting, prompt_ids=every)
+    assert (report.total, report.embedded, report.skipped) == (0, 0, 12)
+    # A copy of a prompt (same title and content) reuses the stored vector.
+    copy = add_corpus(database, user_id="copier")["code"][0]
+    report = embed_prompts(database, counting, all_stale=True)
+    assert counting.texts == []
+    assert (report.reused, report.embedded) >= (12, 0)
+    with database.read_session() as session:
+        vectors = PromptEmbeddingRepository(session).vectors([copy, corpus["code"][0]])
+    assert vectors[copy] == vectors[corpus["code"][0]]
+
+
+def test_a_run_stopped_mid_way_resumes_without_duplicates(database: Database) -> None:
+    add_corpus(database)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_batch(done: int, total: int) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        embed_prompts(
+            database, EMBEDDER, all_stale=True, batch_size=5, on_progress=stop_after_first_batch
+        )
+    with database.read_session() as session:
+        assert PromptEmbeddingRepository(session).count() == 5
+    counting = CountingEmbedder()
+    report = embed_prompts(database, counting, all_stale=True, batch_size=5)
+    assert (report.total, report.done, report.embedded) == (7, 7, 7)
+    with database.read_session() as session:
+        assert PromptEmbeddingRepository(session).count() == 12
+
+
+def test_query_vectors_are_cached_in_redis(
+    database: Database, corpus: dict[str, list[str]], redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    counting = CountingEmbedder()
+    first = search_prompts(database, counting, "plan my meals", k=3, redis=client)
+    second = search_prompts(database, counting, "plan my meals", k=3, redis=client)
+    assert counting.texts == ["plan my meals"]
+    assert [h.prompt.id for h in first] == [h.prompt.id for h in second]
+    keys: list[bytes] = client.keys(f"{QUERY_CACHE_PREFIX}:*")  # type: ignore[assignment]
+    assert len(keys) == 1
+    ttl: int = client.ttl(keys[0])  # type: ignore[assignment]
+    assert 0 < ttl <= database.settings.embedding_query_cache_ttl_s
