@@ -7,7 +7,7 @@ first command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import redis
@@ -19,6 +19,7 @@ from api.auth import ApiKeyRing
 from api.metrics import ApiMetrics
 from core.settings import Settings
 from jobs.runtime import Runtime
+from providers.embeddings import Embedder, embedder_for
 from workers.app import broker_url, create_celery
 
 REDIS_PROBE_TIMEOUT_S = 1.0
@@ -34,6 +35,7 @@ class ApiResources:
     redis: redis.Redis
     keys: ApiKeyRing
     metrics: ApiMetrics
+    _embedder: Embedder | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> ApiResources:
@@ -56,6 +58,13 @@ class ApiResources:
             keys=ApiKeyRing(settings),
             metrics=ApiMetrics(runtime, client),
         )
+
+    def embedder(self) -> Embedder:
+        """The configured embedder, for search queries (made on first use: the local
+        model loads in this process only if a search asks for it)."""
+        if self._embedder is None:
+            self._embedder = embedder_for(self.settings)
+        return self._embedder
 
     def close(self) -> None:
         """Close this app's database pool and Redis client.

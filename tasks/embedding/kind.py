@@ -52,7 +52,8 @@ KIND = KindSpec(
     models="tasks.embedding.models",
     progress_detail=Ref("tasks.embedding.job:progress_in_prompts"),
     max_attempts=5,
-    time_limit_s=3600,
+    # Each batch is committed as it goes: a run cut short by the limit is resumed.
+    time_limit_s=1800,
     schedules=(
         Schedule(
             name="embed-stale",

@@ -112,3 +112,22 @@ def test_it_loads_and_embeds_with_the_network_off(tmp_path: Path) -> None:
 def test_model_name_and_dimension() -> None:
     assert (EMBEDDER.model, EMBEDDER.dim) == (MODEL, 384)
     assert "onnx-int8" in MODEL
+
+
+def test_the_similarity_scorer_with_the_local_model() -> None:
+    """A paraphrase of the expected answer passes the threshold; an unrelated one fails."""
+    from tasks.evaluation.scorers import score
+    from tasks.evaluation.spec import SimilarityScorer
+
+    scorer = SimilarityScorer(threshold=0.7)
+    expected = "The capital of France is Paris."
+    close = score(
+        scorer, "Paris is France's capital city.", expected, case_name="c", embed=EMBEDDER.embed
+    )
+    far = score(
+        scorer, "Bake the bread for forty minutes.", expected, case_name="c", embed=EMBEDDER.embed
+    )
+    assert close.passed
+    assert not far.passed
+    assert close.value > 0.7 > far.value
+    assert close.detail["threshold"] == 0.7
