@@ -4,19 +4,26 @@ resuming a run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from core.settings import Settings
+from db import migrations
 from db.database import Database
 from db.models import PromptModel
 from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
+from domain.prompts import Prompt
 from providers.embeddings.local import LocalEmbedder
+from tasks.backup.service import create_backup, restore_backup
 from tasks.embedding.job import embed_prompts
 from tasks.embedding.repository import PromptEmbeddingRepository
 from tasks.embedding.search import QUERY_CACHE_PREFIX, SearchMode, search_prompts
+from tests.conftest import make_settings
 from tests.support.prompt_corpus import CORPUS, QUERIES, add_corpus
 
 pytestmark = pytest.mark.integration
@@ -193,3 +200,86 @@ def test_query_vectors_are_cached_in_redis(
     assert len(keys) == 1
     ttl: int = client.ttl(keys[0])  # type: ignore[assignment]
     assert 0 < ttl <= database.settings.embedding_query_cache_ttl_s
+
+
+def test_search_works_after_the_migration_cycle(migrated: Settings) -> None:
+    """Down past 0009 and up again: the vector index, the full-text index and their
+    triggers come back (prompts written before are indexed again), nothing is left
+    behind, and search works once the prompts are embedded again."""
+    db = Database(migrated)
+    try:
+        ids = add_corpus(db)
+        embed_prompts(db, EMBEDDER, all_stale=True)
+    finally:
+        db.dispose()
+    migrations.downgrade(migrated, "0008")
+    db = Database(migrated)
+    try:
+        with db.engine.connect() as conn:
+            names = {
+                str(name)
+                for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master").all()
+            }
+        assert not {n for n in names if "embedding" in n or "fts" in n or "libsql" in n}
+    finally:
+        db.dispose()
+
+    migrations.upgrade(migrated)
+    db = Database(migrated)
+    try:
+        assert sorted(_stale_ids(db)) == sorted(pid for group in ids.values() for pid in group)
+        # Words are searchable at once: the upgrade indexed the existing prompts.
+        with db.read_session() as session:
+            [match] = PromptEmbeddingRepository(session).matching("sourdough", 5)
+        assert match.prompt_id == ids["cooking"][1]
+        embed_prompts(db, EMBEDDER, all_stale=True)
+        for mode in ("vector", "hybrid"):
+            hits = search_prompts(db, EMBEDDER, QUERIES["support"], k=3, mode=mode)
+            assert {h.prompt.id for h in hits} == set(ids["support"])
+        # The triggers are back too: a new prompt is in the full-text index.
+        write_transaction(
+            db,
+            lambda s: PromptRepository(s).add(Prompt(title="Zanzibar", content="x", user_id="u")),
+        )
+        with db.read_session() as session:
+            assert len(PromptEmbeddingRepository(session).matching("zanzibar", 5)) == 1
+    finally:
+        db.dispose()
+
+
+def test_a_restored_backup_searches_like_the_original(
+    migrated: Settings, db_path: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        db_path,
+        backup_dir=tmp_path / "backups",
+        data_dir=tmp_path / "data",
+        backup_step_pause_ms=0,
+    )
+    db = Database(settings)
+    try:
+        add_corpus(db)
+        embed_prompts(db, EMBEDDER, all_stale=True)
+        expected = {
+            mode: [
+                h.prompt.id for h in search_prompts(db, EMBEDDER, QUERIES["code"], k=5, mode=mode)
+            ]
+            for mode in ("vector", "hybrid")
+        }
+        manifest = create_backup(settings, db)
+    finally:
+        db.dispose()
+    assert manifest.verified
+    assert manifest.table_counts["prompt_embeddings"] == 12
+
+    restored_path = tmp_path / "restored" / "autoforge.db"
+    restore_backup(settings, manifest.id, to=restored_path)
+    restored = Database(make_settings(restored_path))
+    try:
+        for mode, ids in expected.items():
+            hits = search_prompts(restored, EMBEDDER, QUERIES["code"], k=5, mode=mode)  # type: ignore[arg-type]
+            assert [h.prompt.id for h in hits] == ids
+        with restored.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    finally:
+        restored.dispose()
