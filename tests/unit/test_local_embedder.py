@@ -131,3 +131,12 @@ def test_the_similarity_scorer_with_the_local_model() -> None:
     assert not far.passed
     assert close.value > 0.7 > far.value
     assert close.detail["threshold"] == 0.7
+
+
+def test_the_local_provider_is_the_default(tmp_path: Path) -> None:
+    from providers.embeddings import embedder_for
+    from tests.conftest import make_settings
+
+    embedder = embedder_for(make_settings(tmp_path / "x.db"))
+    assert isinstance(embedder, LocalEmbedder)
+    assert embedder.model == MODEL
