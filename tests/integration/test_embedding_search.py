@@ -5,6 +5,7 @@ resuming a run."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import redis
@@ -247,9 +248,12 @@ def test_search_works_after_the_migration_cycle(migrated: Settings) -> None:
         db.dispose()
 
 
+@pytest.mark.parametrize("method", ["snapshot", "export"])
 def test_a_restored_backup_searches_like_the_original(
-    migrated: Settings, db_path: Path, tmp_path: Path
+    migrated: Settings, db_path: Path, tmp_path: Path, method: Literal["snapshot", "export"]
 ) -> None:
+    """A page snapshot (a local file) and a logical export (what a remote database gets):
+    the vector index and the full-text index come back whole."""
     settings = make_settings(
         db_path,
         backup_dir=tmp_path / "backups",
@@ -266,10 +270,11 @@ def test_a_restored_backup_searches_like_the_original(
             ]
             for mode in ("vector", "hybrid")
         }
-        manifest = create_backup(settings, db)
+        manifest = create_backup(settings, db, method=method)
     finally:
         db.dispose()
     assert manifest.verified
+    assert manifest.method == method
     assert manifest.table_counts["prompt_embeddings"] == 12
 
     restored_path = tmp_path / "restored" / "autoforge.db"
