@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -24,6 +25,10 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 LOCK = ROOT / "requirements-dev.lock"
 STAMP = VENV / ".autoforge-installed"
+# Turso's sync server (the npm package ``turso``): the replica-sync tests' primary.
+TURSO_NPM = "turso@0.6.0"
+NPM_PREFIX = ROOT / ".cache" / "npm"
+TURSO_BIN = NPM_PREFIX / "node_modules" / ".bin" / "turso"
 
 
 def _run(*args: str | Path) -> None:
@@ -60,6 +65,24 @@ def ensure_environment() -> None:
     STAMP.write_text(_fingerprint())
 
 
+def ensure_test_servers() -> None:
+    """Install Turso's sync server into ``.cache/npm`` when npm is there and it is not.
+
+    Only for ``test``: without npm the replica-sync tests skip (with ``CI`` set they fail).
+    """
+    npm = shutil.which("npm")
+    if TURSO_BIN.exists() or npm is None:
+        return
+    print(f"installing {TURSO_NPM} into {NPM_PREFIX} (replica-sync tests) ...", flush=True)
+    NPM_PREFIX.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(NPM_PREFIX), TURSO_NPM],
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        print(f"warning: npm could not install {TURSO_NPM}", flush=True)
+
+
 def main(argv: list[str]) -> int:
     commands = {
         "up": [[BIN / "autoforge", "up", *argv[1:]]],
@@ -75,6 +98,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     ensure_environment()
+    if argv[0] == "test":
+        ensure_test_servers()
     for command in commands[argv[0]]:
         print("+", " ".join(str(Path(c).name) if i == 0 else str(c) for i, c in enumerate(command)))
         try:

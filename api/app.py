@@ -19,7 +19,7 @@ from api.http_metrics import HttpMetrics, RequestMetrics
 from api.limits import BodySizeLimit
 from api.openapi import install_openapi
 from api.resources import ApiResources
-from api.routes import backups, evaluations, health, jobs, metrics, prompts
+from api.routes import backups, evaluations, health, jobs, metrics, prompts, replicas
 from api.schemas import ErrorBody
 from core.settings import Settings
 from tasks.registry import kind_registry
@@ -78,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     v1.include_router(prompts.router)
     v1.include_router(evaluations.router)
     v1.include_router(backups.router)
+    v1.include_router(replicas.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -83,7 +83,8 @@ class LedgerCollector:
             up["database"] = 1
             collected += [*_ledger_families(stats, backlog), *kinds]
         try:
-            depths = [(queue, _llen(self._redis, queue)) for queue in self._runtime.kinds.queues]
+            queues = self._runtime.kinds.every_queue(self._runtime.settings)
+            depths = [(queue, _llen(self._redis, queue)) for queue in queues]
         except redis.RedisError as exc:
             log.warning("metrics: cannot read the queue depths: %s", type(exc).__name__)
             up["redis"] = 0

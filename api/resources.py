@@ -18,6 +18,7 @@ from redis.retry import Retry
 from api.auth import ApiKeyRing
 from api.metrics import ApiMetrics
 from core.settings import Settings
+from db.database import Database
 from jobs.runtime import Runtime
 from providers.embeddings import Embedder, embedder_for
 from workers.app import broker_url, create_celery
@@ -35,7 +36,19 @@ class ApiResources:
     redis: redis.Redis
     keys: ApiKeyRing
     metrics: ApiMetrics
+    #: ``READ_REPLICA``'s local file, read-only: reads that may be stale.
+    replica_db: Database | None = None
     _embedder: Embedder | None = field(default=None, repr=False)
+
+    @property
+    def stale_read_db(self) -> Database:
+        """Where reads that may be stale go (prompt listings, score history): the local
+        replica of ``READ_REPLICA`` once it has a file, else the primary. Writes, and
+        reads that must see them, use ``runtime.db``."""
+        replica = self.replica_db
+        if replica is not None and replica.read_only_file and replica.read_only_file.exists():
+            return replica
+        return self.runtime.db
 
     @classmethod
     def open(cls, settings: Settings) -> ApiResources:
@@ -50,6 +63,7 @@ class ApiResources:
             socket_connect_timeout=REDIS_PROBE_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0),
         )
+        replica = settings.replica(settings.read_replica) if settings.read_replica else None
         return cls(
             settings=settings,
             celery_app=celery_app,
@@ -57,6 +71,7 @@ class ApiResources:
             redis=client,
             keys=ApiKeyRing(settings),
             metrics=ApiMetrics(runtime, client),
+            replica_db=None if replica is None else Database(settings, read_only_file=replica.path),
         )
 
     def embedder(self) -> Embedder:
@@ -73,6 +88,8 @@ class ApiResources:
         URL and options, so another app in this process may be using the same pool.
         """
         self.runtime.db.dispose()
+        if self.replica_db is not None:
+            self.replica_db.dispose()
         self.redis.close()
         self.celery_app.close()
 

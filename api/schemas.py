@@ -219,6 +219,9 @@ class Readiness(BaseModel):
 
     database: str
     redis: str
+    #: This host's replicas (``REPLICA_HOST``): ``"ok"`` or why one is stale; absent
+    #: without replicas.
+    replicas: str | None = None
 
 
 class TestResultOut(BaseModel):

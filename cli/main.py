@@ -23,6 +23,7 @@ from cli.config import config_app
 from cli.errors import run_app
 from cli.jobs import enqueue, jobs_app
 from cli.options import GlobalOptions, command_settings, use_global_options
+from cli.replica import replica_app
 from cli.search import embed, search
 
 DISTRIBUTION = "autoforge-jobs"
@@ -39,6 +40,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(backup_app, name="backup")
+app.add_typer(replica_app, name="replica")
 app.command("enqueue")(enqueue)
 app.command("embed")(embed)
 app.command("search")(search)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -43,6 +46,35 @@ _REMOTE_VARIABLES: dict[str, tuple[str, str]] = {
     "staging": ("TURSO_STAGING_DATABASE_URL", "TURSO_STAGING_AUTH_TOKEN"),
     "production": ("TURSO_DATABASE_URL", "TURSO_AUTH_TOKEN"),
 }
+
+
+ReplicaProtocol = Literal["libsql", "turso-sync"]
+
+
+class ReplicaConfig(BaseModel):
+    """One local replica of the primary, declared in ``REPLICAS``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    path: Path
+    sync_url: str = Field(repr=False)
+    auth_token: SecretStr | None = Field(None, repr=False)
+    protocol: ReplicaProtocol = "libsql"
+    interval_s: float = Field(60.0, ge=1)
+    #: The machine holding the file (its ``REPLICA_HOST``); default: this machine.
+    host: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+
+    @field_validator("sync_url")
+    @classmethod
+    def _sync_url(cls, value: str) -> str:
+        if value.startswith("libsql://"):
+            value = "https://" + value.removeprefix("libsql://")
+        return http_url(value)
+
+    def host_or(self, default: str) -> str:
+        """The machine that holds the file."""
+        return self.host or default
 
 
 class Settings(BaseSettings):
@@ -141,9 +173,18 @@ class Settings(BaseSettings):
     )
     # --- evaluation runs: LLM providers --------------------------------------------------
     openai_base_url: str = Field(
-        "https://api.openai.com/v1", description="Any OpenAI-compatible chat-completions API."
+        "https://api.openai.com/v1",
+        description="Any OpenAI-compatible API (chat completions, embeddings).",
     )
     openai_api_key: SecretStr | None = Field(None, repr=False)
+    openai_api_type: Literal["openai", "azure"] = Field(
+        "openai",
+        description="'azure': OPENAI_BASE_URL is an Azure OpenAI endpoint, models are "
+        "deployment names.",
+    )
+    openai_api_version: str | None = Field(
+        None, description="Azure OpenAI's api-version (required with OPENAI_API_TYPE=azure)."
+    )
     provider_timeout_s: float = Field(60.0, gt=0, description="Per request.")
     provider_max_retries: int = Field(
         3, ge=0, le=10, description="Retries of one call on 429/5xx/timeouts."
@@ -210,7 +251,30 @@ class Settings(BaseSettings):
     ledger_retention_days: float = Field(30.0, gt=0)
     prune_cron: str = "17 4 * * *"
     backup_cron: str = "0 3 * * *"
-    replica_sync_cron: str = "*/5 * * * *"
+
+    # --- replicas (tasks/replica_sync) -------------------------------------------------
+    replicas: list[ReplicaConfig] = Field(
+        default_factory=list,
+        repr=False,
+        description="Local replicas of the primary (JSON list of objects: name, path, "
+        "sync_url, auth_token, protocol, interval_s, host).",
+    )
+    replica_host: str = Field(
+        default_factory=socket.gethostname,
+        description="This machine's name for replica routing: its workers consume "
+        "replicas.<REPLICA_HOST>. Default: the host name.",
+    )
+    replica_sync_timeout_s: float = Field(
+        60.0, gt=0, description="One sync's deadline; its process is killed after it."
+    )
+    replica_stale_after_s: float = Field(
+        600.0, gt=0, description="/readyz reports a replica whose last success is older."
+    )
+    read_replica: str | None = Field(
+        None,
+        description="Serve reads that may be stale (prompt listings, score history) from "
+        "this local libsql replica (a REPLICAS name); writes go to the primary.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -275,10 +339,41 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EMBEDDING_PROVIDER=openai requires EMBEDDING_MODEL (e.g. text-embedding-3-small)"
             )
+        names = [replica.name for replica in self.replicas]
+        if len(set(names)) != len(names):
+            raise ValueError(f"REPLICAS: replica names must be unique: {names}")
+        if self.read_replica is not None:
+            chosen = self.replica(self.read_replica)
+            if chosen is None:
+                raise ValueError(f"READ_REPLICA names no replica in REPLICAS ({names})")
+            if chosen.protocol != "libsql":
+                # pyturso takes the file for itself: another process cannot read it while
+                # the sync holds it, and the sync cannot open it while a reader does.
+                raise ValueError(
+                    f"READ_REPLICA: {chosen.name!r} is a turso-sync replica; only libsql "
+                    "replicas can serve reads to other processes"
+                )
+            if chosen.host_or(self.replica_host) != self.replica_host:
+                raise ValueError(
+                    f"READ_REPLICA: {chosen.name!r} is on host {chosen.host!r}, not on this "
+                    f"one (REPLICA_HOST={self.replica_host!r})"
+                )
         if self.app_env != "local" and (
             self.redis_url is None or not self.redis_url.get_secret_value()
         ):
             raise ValueError(f"APP_ENV={self.app_env} requires REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _check_openai(self) -> Settings:
+        if self.openai_api_type == "azure":
+            if not self.openai_api_version:
+                raise ValueError("OPENAI_API_TYPE=azure requires OPENAI_API_VERSION")
+            if "api.openai.com" in self.openai_base_url:
+                raise ValueError(
+                    "OPENAI_API_TYPE=azure requires OPENAI_BASE_URL to be the Azure OpenAI "
+                    "endpoint (https://NAME.openai.azure.com)"
+                )
         return self
 
     @field_validator("api_url")
@@ -286,9 +381,7 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         return http_url(value)
 
-    @field_validator(
-        "prune_cron", "backup_cron", "replica_sync_cron", "restore_drill_cron", "embed_stale_cron"
-    )
+    @field_validator("prune_cron", "backup_cron", "restore_drill_cron", "embed_stale_cron")
     @classmethod
     def _five_cron_fields(cls, value: str, info: ValidationInfo) -> str:
         if value == CRON_OFF and info.field_name == "embed_stale_cron":
@@ -312,6 +405,14 @@ class Settings(BaseSettings):
         """The accepted API keys (``AUTOFORGE_API_KEYS``, comma-separated)."""
         raw = self.autoforge_api_keys.get_secret_value() if self.autoforge_api_keys else ""
         return [key.strip() for key in raw.split(",") if key.strip()]
+
+    def replica(self, name: str) -> ReplicaConfig | None:
+        """The replica called ``name`` in ``REPLICAS``."""
+        return next((replica for replica in self.replicas if replica.name == name), None)
+
+    def local_replicas(self) -> list[ReplicaConfig]:
+        """The replicas whose file is on this machine (``REPLICA_HOST``)."""
+        return [r for r in self.replicas if r.host_or(self.replica_host) == self.replica_host]
 
     def redis_display(self) -> str:
         """The Redis URL without its password, safe to print."""
@@ -378,6 +479,12 @@ class Settings(BaseSettings):
             if item is not None and item.get_secret_value():
                 values.append(item.get_secret_value())
         values.extend(self.api_keys())
+        for replica in self.replicas:
+            if replica.auth_token is not None and replica.auth_token.get_secret_value():
+                values.append(replica.auth_token.get_secret_value())
+            password = _url_password(replica.sync_url)
+            if password:
+                values.extend({password, unquote(password)})
         if self.redis_url is not None:
             password = urlsplit(self.redis_url.get_secret_value()).password
             if password:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from core.settings import Settings
 
@@ -85,6 +85,10 @@ def _shown(value: Any) -> Any:
         return str(value)
     if isinstance(value, dict):
         return {str(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shown(item) for item in value]
+    if isinstance(value, BaseModel):  # a replica: its token is a SecretStr, shown as ***
+        return {name: _shown(getattr(value, name)) for name in type(value).model_fields}
     return value
 
 

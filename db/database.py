@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,8 +45,11 @@ class WriteStats:
 class Database:
     """Engine, session factories and write statistics for one process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, read_only_file: Path | None = None) -> None:
+        """``read_only_file``: read a local replica of the database instead (reads only,
+        ``PRAGMA query_only``): ``READ_REPLICA``."""
         self.settings = settings
+        self.read_only_file = read_only_file
         self.stats = WriteStats()
         self._pid: int | None = None
         self._engine: Engine | None = None
@@ -61,6 +65,8 @@ class Database:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
+        if self.read_only_file is not None:
+            return f"Database(read-only replica {self.read_only_file})"
         return f"Database({self.settings.database.describe()})"
 
     def check_process(self) -> None:
@@ -83,7 +89,9 @@ class Database:
                     if self._engine is not None:
                         # Inherited from the parent: drop its connections without closing them.
                         self._engine.dispose(close=False)
-                    self._engine = create_db_engine(self.settings)
+                    self._engine = create_db_engine(
+                        self.settings, read_only_file=self.read_only_file
+                    )
                     self._factories = {
                         mode: sessionmaker(
                             bind=self._engine.execution_options(**{BEGIN_MODE_OPTION: mode}),

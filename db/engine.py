@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import libsql
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.pool import QueuePool
 
+from core.database_url import DatabaseTarget
 from core.settings import Settings
 from db import dialect as _dialect  # noqa: F401  (registers sqlite+libsql_sdk)
 from db.busy import SDK_BUSY_TIMEOUT_MS
@@ -33,14 +35,20 @@ BEGIN_MODE_OPTION = "autoforge_begin"  # execution option: "DEFERRED" (default) 
 slow_log = logging.getLogger("autoforge.db.slow")
 
 
-def create_db_engine(settings: Settings) -> Engine:
-    """A new engine for ``settings.database``. Call it after fork, never at import."""
+def create_db_engine(settings: Settings, *, read_only_file: Path | None = None) -> Engine:
+    """A new engine for ``settings.database`` (or, read-only, for a local replica of it:
+    ``read_only_file``). Call it after fork, never at import."""
     target = settings.database
     pragmas = _pragmas(settings)
+    if read_only_file is not None:
+        # A replica belongs to its sync: no journal or vacuum settings, no writes.
+        target = DatabaseTarget(kind="local", path=read_only_file)
+        pragmas = [f"PRAGMA busy_timeout={SDK_BUSY_TIMEOUT_MS:d}", "PRAGMA query_only=ON"]
     if target.is_local:
         assert target.path is not None
         path = str(target.path)
-        target.path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only_file is None:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
 
         def connect() -> Any:
             return _checked(

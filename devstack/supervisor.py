@@ -70,6 +70,7 @@ from core.settings import Settings
 
 # Reused, not copied: one place knows how a child asks to die with its parent.
 from devstack.redis_server import EmbeddedRedis, client_host, die_with_parent
+from jobs.registry import KindRegistry
 from jobs.retry import SUPERVISOR_RESTART_POLICY, RetryPolicy
 from tasks.registry import kind_registry
 
@@ -579,6 +580,12 @@ def describe_exit(code: int | None) -> str:
 # --- ``autoforge up`` -----------------------------------------------------------------------
 
 
+def worker_queues(settings: Settings, options: UpOptions, kinds: KindRegistry) -> tuple[str, ...]:
+    """The queues of ``up``'s worker: the chosen ones, or every queue this host consumes
+    (its replica queue, ``replicas.<REPLICA_HOST>``, included when it holds a replica)."""
+    return resolve_queues(options, kinds.consumed_queues(settings))
+
+
 def resolve_queues(options: UpOptions, known: Sequence[str]) -> tuple[str, ...]:
     """The worker's queues: the chosen ones (checked against ``known``) or all of them."""
     if not options.queues:
@@ -791,7 +798,7 @@ def run_up(
     kinds = kind_registry()
     # Each child would refuse these settings at start: say so once, before anything starts.
     kinds.check_settings(settings)
-    queues = resolve_queues(options, kinds.queues)  # fail on a typo before anything starts
+    queues = worker_queues(settings, options, kinds)  # fail on a typo before anything starts
     check_ports(settings, options)
     # Imported late: loading Alembic logs its plugins, noise before a refusal above.
     from db import migrations

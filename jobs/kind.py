@@ -52,6 +52,24 @@ AdmissionHook = Callable[[Any, Settings, Database], None]
 ProgressHook = Callable[[Job], ProgressDetail | None]
 #: Runs once in each worker's main process when it starts (e.g. to clear scratch files).
 WorkerStartHook = Callable[[Settings], None]
+#: The queue of one job, for kinds whose work must run on a given machine (a replica's
+#: file is on one host): gets the job's arguments and the settings.
+RouteHook = Callable[[Mapping[str, Any], Settings], str]
+#: The queues this machine's workers consume for the kind, besides ``queue``.
+HostQueuesHook = Callable[[Settings], tuple[str, ...]]
+#: Jobs beat enqueues every few seconds (not cron): built from the settings.
+PeriodicHook = Callable[[Settings], "list[Periodic]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A job of the kind that beat enqueues every ``interval_s`` (no catch-up: a lost
+    fire is simply the next one)."""
+
+    #: The beat entry's name.
+    name: str
+    arguments: Mapping[str, Any]
+    interval_s: float
 
 
 class KindMetrics(Protocol):
@@ -161,6 +179,10 @@ class KindSpec:
     metrics: Ref[KindMetrics] | None = None
     schedules: tuple[Schedule, ...] = ()
     on_worker_start: Ref[WorkerStartHook] | None = None
+    #: Per-job routing (``None``: every job goes to ``queue``).
+    route: Ref[RouteHook] | None = None
+    host_queues: Ref[HostQueuesHook] | None = None
+    periodic: Ref[PeriodicHook] | None = None
     #: The module of the kind's own tables (``tasks.<kind>.models``), on the application's
     #: declarative base; made by the kind's migration.
     models: str | None = None

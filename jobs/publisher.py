@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from core.settings import Settings
 from domain.jobs import Job
 from jobs.queues import JOB_PRIORITY
 from jobs.registry import KindRegistry
@@ -19,9 +20,13 @@ log = logging.getLogger("autoforge.publisher")
 class JobPublisher:
     """Sends a job's Celery task (its id is the task id) to the kind's queue."""
 
-    def __init__(self, celery_app: Any, kinds: KindRegistry) -> None:
+    def __init__(
+        self, celery_app: Any, kinds: KindRegistry, settings: Settings | None = None
+    ) -> None:
         self._app = celery_app
         self._kinds = kinds
+        # Kinds routed per job (replica syncs go to the host holding the file) need them.
+        self._settings = settings
 
     def publish(
         self, job: Job, *, countdown: float | None = None, priority: int = JOB_PRIORITY
@@ -47,7 +52,8 @@ class JobPublisher:
                             "job %s has an undeclared kind %r: not published", job.id, job.kind
                         )
                         continue
-                    self._send(kind.task_name, kind.queue, job.id, countdown, priority, connection)
+                    queue = self._kinds.queue_of(self._settings, kind, job.arguments)
+                    self._send(kind.task_name, queue, job.id, countdown, priority, connection)
                     published.append(job.id)
         except Exception as exc:  # kombu/redis raise many types; all mean "not published"
             log.warning(

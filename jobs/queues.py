@@ -8,8 +8,14 @@ from __future__ import annotations
 SWEEP_OUTBOX_TASK = "autoforge.maintenance.sweep_outbox"
 PRUNE_LEDGER_TASK = "autoforge.maintenance.prune_ledger"
 ENQUEUE_SCHEDULED_TASK = "autoforge.maintenance.enqueue_scheduled"
+ENQUEUE_PERIODIC_TASK = "autoforge.maintenance.enqueue_periodic"
 MAINTENANCE_QUEUE = "maintenance"
-HOUSEKEEPING_TASKS: tuple[str, ...] = (SWEEP_OUTBOX_TASK, PRUNE_LEDGER_TASK, ENQUEUE_SCHEDULED_TASK)
+HOUSEKEEPING_TASKS: tuple[str, ...] = (
+    SWEEP_OUTBOX_TASK,
+    PRUNE_LEDGER_TASK,
+    ENQUEUE_SCHEDULED_TASK,
+    ENQUEUE_PERIODIC_TASK,
+)
 
 # Message priorities. kombu's Redis transport keeps one list per priority step and its
 # consumers pop the lower number first: 0 is the most urgent. Jobs go out at JOB_PRIORITY;

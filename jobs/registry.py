@@ -98,6 +98,32 @@ class KindRegistry:
         """Every queue, in name order: the kinds' and the housekeeping queue."""
         return tuple(sorted({*(kind.queue for kind in self), MAINTENANCE_QUEUE}))
 
+    def consumed_queues(self, settings: Settings) -> tuple[str, ...]:
+        """The queues this machine's workers consume: :attr:`queues` and the kinds'
+        host queues (``replicas.<REPLICA_HOST>`` when this machine holds replicas)."""
+        extra = {q for kind in self if kind.host_queues for q in kind.host_queues.load()(settings)}
+        return tuple(sorted({*self.queues, *extra}))
+
+    def every_queue(self, settings: Settings) -> tuple[str, ...]:
+        """Every queue jobs may wait in, on any host: :meth:`consumed_queues` and the
+        queues the kinds' periodic jobs are routed to (each replica host's)."""
+        routed = {
+            self.queue_of(settings, kind, periodic.arguments)
+            for kind in self
+            if kind.periodic is not None
+            for periodic in kind.periodic.load()(settings)
+        }
+        return tuple(sorted({*self.consumed_queues(settings), *routed}))
+
+    def queue_of(
+        self, settings: Settings | None, kind: KindSpec, arguments: Mapping[str, Any]
+    ) -> str:
+        """The queue of one job of ``kind``: the kind's route for its arguments, if it
+        has one (and settings are at hand), else its queue."""
+        if kind.route is None or settings is None:
+            return kind.queue
+        return kind.route.load()(arguments, settings)
+
     def time_limit_s(self, settings: Settings, name: str) -> int:
         """The hard time limit of one attempt of a ``name`` job (``JOB_TIME_LIMITS_S``
         overrides the declared one)."""

@@ -8,9 +8,10 @@ wait; how often it may retry is the caller's count (a kind's attempts, a setting
   doubling up to ``JOB_RETRY_BACKOFF_MAX_S``, with jitter; a ``Retry-After`` the error
   carries (an HTTP 429) is honoured. Attempts: the kind's (``tasks/<kind>/kind.py``,
   ``JOB_MAX_ATTEMPTS``).
-- :data:`PROVIDER_RETRY_POLICY`: one LLM provider call inside an evaluation, on a timeout,
-  429 or 5xx: 1 s doubling up to 60 s, with jitter, ``Retry-After`` honoured up to 60 s.
-  Retries: ``PROVIDER_MAX_RETRIES``.
+- :data:`PROVIDER_RETRY_POLICY`: one model provider request (an evaluation's chat call, a
+  batch of embeddings), on a timeout, 408, 429 or 5xx: 1 s doubling up to 60 s, with
+  jitter, ``Retry-After`` honoured up to 60 s. Retries: ``PROVIDER_MAX_RETRIES``. The only
+  retries of such a request: the ``openai`` SDK's own are off (``providers.openai_api``).
 - :data:`SUPERVISOR_RESTART_POLICY`: ``autoforge up`` restarting a crashed child process
   or its Redis: 1 s doubling up to 30 s, without jitter (a person reads the delays).
   Restarts: ``--max-restarts`` within ``--restart-window``.

@@ -22,7 +22,7 @@ from db.database import Database
 
 # Fixtures for real services (an embedded Redis-compatible server per test session) and
 # for the API in the test process.
-pytest_plugins = ["tests.support.redis", "tests.support.api"]
+pytest_plugins = ["tests.support.redis", "tests.support.api", "tests.support.turso_server"]
 
 # Keys that would otherwise leak in from the developer's shell into Settings().
 _ENV_KEYS = (

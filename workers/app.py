@@ -113,7 +113,7 @@ def create_celery(settings: Settings, kinds: KindRegistry | None = None) -> Cele
         result_expires=24 * 3600,
         task_routes=task_routes(kinds),
         # A worker started without -Q consumes every queue.
-        task_queues=task_queues(kinds),
+        task_queues=task_queues(kinds, settings),
         task_default_queue=MAINTENANCE_QUEUE,
         task_create_missing_queues=True,
         task_track_started=True,
@@ -137,7 +137,7 @@ def create_celery(settings: Settings, kinds: KindRegistry | None = None) -> Cele
         settings=settings,
         kinds=kinds,
         db=Database(settings),
-        publisher=JobPublisher(app, kinds),
+        publisher=JobPublisher(app, kinds, settings),
         leases=LeaseRenewal(settings, kinds.task_names),
         broker_url=url,
     )

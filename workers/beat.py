@@ -11,7 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 from core.settings import Settings
-from jobs.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+from jobs.queues import (
+    ENQUEUE_PERIODIC_TASK,
+    ENQUEUE_SCHEDULED_TASK,
+    PRUNE_LEDGER_TASK,
+    SWEEP_OUTBOX_TASK,
+)
 from jobs.registry import KindRegistry
 from jobs.schedule import parse_cron
 
@@ -41,6 +46,17 @@ def beat_schedule(settings: Settings, kinds: KindRegistry) -> dict[str, dict[str
             "schedule": parse_cron(cron, variable=schedule.variable),
             "args": (kind.name, dict(schedule.arguments), schedule.period, cron),
         }
+    for kind in kinds:
+        if kind.periodic is None:
+            continue
+        for periodic in kind.periodic.load()(settings):
+            entries[periodic.name] = {
+                "task": ENQUEUE_PERIODIC_TASK,
+                "schedule": timedelta(seconds=periodic.interval_s),
+                "args": (kind.name, dict(periodic.arguments)),
+                # A fire not run within its interval is dropped: the next one comes.
+                "options": {"expires": periodic.interval_s},
+            }
     entries[SWEEP_OUTBOX_ENTRY] = {
         "task": SWEEP_OUTBOX_TASK,
         "schedule": timedelta(seconds=settings.sweeper_interval_s),

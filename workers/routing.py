@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from kombu.entity import Exchange, Queue
 
+from core.settings import Settings
 from jobs.queues import HOUSEKEEPING_TASKS, MAINTENANCE_QUEUE
 from jobs.registry import KindRegistry
 
 
-def task_queues(kinds: KindRegistry) -> list[Queue]:
+def task_queues(kinds: KindRegistry, settings: Settings | None = None) -> list[Queue]:
     """Every queue, declared as Celery would make it on first use (a direct exchange of
-    the same name): a worker started without ``-Q`` consumes all of them."""
+    the same name): a worker started without ``-Q`` consumes all of them, this machine's
+    own queues (``replicas.<REPLICA_HOST>``) included."""
+    names = kinds.queues if settings is None else kinds.consumed_queues(settings)
     return [
         Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
-        for name in kinds.queues
+        for name in names
     ]
 
 

@@ -43,7 +43,7 @@ def list_prompt_evaluations(
 
     Compare versions of a prompt by listing the runs of each (see ``parent_id``).
     """
-    with resources.runtime.db.read_session() as session:
+    with resources.stale_read_db.read_session() as session:
         _require_prompt(PromptRepository(session), prompt_id)
         evaluations = EvaluationRepository(session).list_for_prompt(prompt_id, limit=limit)
     return EvaluationList(
@@ -54,7 +54,7 @@ def list_prompt_evaluations(
 @router.get("/v1/prompts/{prompt_id}/score-history", responses={404: {"model": ErrorBody}})
 def score_history(prompt_id: str, resources: Resources, bucket: Bucket = "day") -> ScoreHistory:
     """Mean score and run count per ``bucket`` of completion time (UTC), computed in SQL."""
-    with resources.runtime.db.read_session() as session:
+    with resources.stale_read_db.read_session() as session:
         _require_prompt(PromptRepository(session), prompt_id)
         points = EvaluationRepository(session).score_history(prompt_id, bucket=bucket)
     return ScoreHistory(

@@ -30,9 +30,11 @@ def healthz() -> Liveness:
 @router.get("/readyz", responses={503: {"model": Readiness}})
 def readyz(resources: Resources) -> JSONResponse:
     """``200`` when the database and Redis both answer, else ``503`` saying which does not."""
-    report = Readiness(database=_database(resources), redis=_redis(resources))
-    ready = report.database == OK and report.redis == OK
-    return JSONResponse(report.model_dump(), status_code=200 if ready else 503)
+    report = Readiness(
+        database=_database(resources), redis=_redis(resources), replicas=_replicas(resources)
+    )
+    ready = report.database == OK and report.redis == OK and report.replicas in (OK, None)
+    return JSONResponse(report.model_dump(exclude_none=True), status_code=200 if ready else 503)
 
 
 def _database(resources: ApiResources) -> str:
@@ -47,6 +49,32 @@ def _database(resources: ApiResources) -> str:
     except Exception as exc:  # any failure means "not ready"; say which
         return _failure("database", resources, exc)
     return OK
+
+
+def _replicas(resources: ApiResources) -> str | None:
+    """This host's replicas whose last successful sync is older than REPLICA_STALE_AFTER_S."""
+    settings = resources.settings
+    if not settings.local_replicas():
+        return None
+    from tasks.replica_sync.status import replica_statuses
+
+    try:
+        with resources.runtime.db.read_session() as session:
+            statuses = replica_statuses(session, settings)
+    except Exception as exc:  # the database check above says why
+        return _failure("replicas", resources, exc)
+    local = {replica.name for replica in settings.local_replicas()}
+    stale = [s for s in statuses if s.name in local and s.stale]
+    if not stale:
+        return OK
+    described = ", ".join(
+        f"{s.name} (never synced)" if s.lag_s is None else f"{s.name} ({s.lag_s:.0f} s behind)"
+        for s in stale
+    )
+    return (
+        f"error: stale replica(s) on {settings.replica_host}: {described}; "
+        f"threshold REPLICA_STALE_AFTER_S={settings.replica_stale_after_s:g}"
+    )
 
 
 def _redis(resources: ApiResources) -> str:

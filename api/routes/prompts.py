@@ -96,8 +96,9 @@ def list_prompts(
     status: PromptStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> PromptList:
-    """A user's live prompts, newest first; soft-deleted prompts are hidden."""
-    with resources.runtime.db.read_session() as session:
+    """A user's live prompts, newest first; soft-deleted prompts are hidden. Served from
+    the local replica when ``READ_REPLICA`` is set (it may lag the primary)."""
+    with resources.stale_read_db.read_session() as session:
         prompts = PromptRepository(session).list_for_user(user_id, status=status, limit=limit)
     return PromptList(items=[PromptOut.from_domain(prompt) for prompt in prompts])
 

@@ -8,11 +8,9 @@ carries its embedder's ``model``: vectors of different models are never compared
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Protocol
 
-from core.errors import ConfigurationError
 from core.settings import Settings
 
 
@@ -40,15 +38,6 @@ def embedder_for(settings: Settings) -> Embedder:
         from providers.embeddings.local import LocalEmbedder
 
         return LocalEmbedder()
-    try:
-        module = importlib.import_module("providers.embeddings.openai")
-    except ModuleNotFoundError as exc:
-        if exc.name != "providers.embeddings.openai":
-            raise
-        raise ConfigurationError(
-            "EMBEDDING_PROVIDER=openai: the OpenAI embedder is not installed in this build"
-        ) from None
-    embedder: Embedder = module.OpenAIEmbedder(
-        settings, model=settings.embedding_model, dim=settings.embedding_dim
-    )
-    return embedder
+    from providers.embeddings.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(settings, model=settings.embedding_model, dim=settings.embedding_dim)

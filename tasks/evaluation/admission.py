@@ -16,7 +16,7 @@ from db.database import Database
 from db.repositories.prompts import PromptRepository
 from jobs.errors import ArgumentProblem, InvalidArguments
 from providers.embeddings import embedder_for
-from tasks.evaluation.providers import UnknownProvider, known_providers, provider_for
+from providers.llm import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
 from tasks.evaluation.spec import EvaluationSpec
 

@@ -22,8 +22,8 @@ from domain.prompts import Prompt
 from jobs.context import JobContext, JobOutcome
 from jobs.errors import JobSuperseded
 from providers.embeddings import embedder_for
-from tasks.evaluation.providers import provider_for
-from tasks.evaluation.rate_limit import limiter_for
+from providers.llm import provider_for
+from providers.rate_limit import limiter_for
 from tasks.evaluation.run import run_evaluation
 from tasks.evaluation.spec import parse_spec
 

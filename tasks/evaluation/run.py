@@ -27,7 +27,7 @@ from core.errors import PermanentError
 from domain.evaluations import TestResult
 from domain.schemas import EvaluationMetrics
 from jobs.retry import PROVIDER_RETRY_POLICY, RetryPolicy
-from tasks.evaluation.providers import (
+from providers.llm import (
     Completion,
     CompletionRequest,
     Provider,
@@ -35,7 +35,7 @@ from tasks.evaluation.providers import (
     ProviderTransientError,
     with_retries,
 )
-from tasks.evaluation.rate_limit import Limiter
+from providers.rate_limit import Limiter
 from tasks.evaluation.render import VariableValue, check_cases, render_prompt
 from tasks.evaluation.scorers import SIMILARITY_UNAVAILABLE, Embed, ScorerUnavailable, score_case
 from tasks.evaluation.spec import EvaluationSpec, TestCase

@@ -9,8 +9,13 @@ from typing import Any
 from core.settings import Settings
 from db.column_types import utcnow
 from jobs.ledger_task import LedgerTask
-from jobs.outbox import sweep
-from jobs.queues import ENQUEUE_SCHEDULED_TASK, PRUNE_LEDGER_TASK, SWEEP_OUTBOX_TASK
+from jobs.outbox import enqueue, sweep
+from jobs.queues import (
+    ENQUEUE_PERIODIC_TASK,
+    ENQUEUE_SCHEDULED_TASK,
+    PRUNE_LEDGER_TASK,
+    SWEEP_OUTBOX_TASK,
+)
 from jobs.schedule import catch_up, enqueue_fire
 from tasks.maintenance.pruning import prune_ledger as prune
 
@@ -66,6 +71,20 @@ def register(app: Any, settings: Settings) -> None:
         """
         accepted, key = enqueue_fire(self.runtime, kind, arguments, period, cron, utcnow())
         return {"job_id": accepted.job.id, "created": accepted.created, "key": key}
+
+    @app.task(
+        name=ENQUEUE_PERIODIC_TASK,
+        base=LedgerTask,
+        bind=True,
+        shared=False,
+        time_limit=60,
+        soft_time_limit=50,
+    )
+    def enqueue_periodic(self: LedgerTask, kind: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Put a job that a kind runs every few seconds in the ledger (a replica sync).
+        No catch-up: a lost fire is followed by the next one within its interval."""
+        accepted = enqueue(self.runtime, kind, arguments)
+        return {"job_id": accepted.job.id, "published": accepted.published}
 
     @app.task(
         name=PRUNE_LEDGER_TASK,

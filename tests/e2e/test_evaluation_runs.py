@@ -25,7 +25,7 @@ from sqlalchemy import update
 from db.models import JobModel, PromptModel
 from db.transaction import write_transaction
 from domain.jobs import JobStatus
-from tasks.evaluation.rate_limit import KEY_PREFIX
+from providers.rate_limit import KEY_PREFIX
 from tests.support.evaluation import (
     EVALUATION_TIMINGS,
     AdmissionRecorder,

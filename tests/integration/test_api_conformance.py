@@ -109,6 +109,11 @@ def test_a_boolean_field_takes_only_json_booleans(
     assert response.status_code == 422, response.text
     assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
 
+    response = client.post("/v1/jobs/replica-sync", json={"all": value})
+
+    assert response.status_code == 422, response.text
+    assert ["body", "all"] in [error["loc"] for error in response.json()["detail"]]
+
 
 def _request_booleans(schema: dict[str, Any]) -> list[str]:
     """``Component.field`` of every boolean in a request body (through ``$ref``s)."""
@@ -145,7 +150,11 @@ def test_the_strict_boolean_test_covers_every_boolean_of_a_request(
     schema: dict[str, Any],
 ) -> None:
     # A new boolean in a request body belongs in the test above.
-    assert _request_booleans(schema) == ["BackupArguments.prune", "EmbeddingArguments.all_stale"]
+    assert _request_booleans(schema) == [
+        "BackupArguments.prune",
+        "EmbeddingArguments.all_stale",
+        "ReplicaSyncArguments.all",
+    ]
 
 
 def test_the_cursor_is_documented_as_the_api_checks_it(schema: dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ SECRETS = {
     "FLOWER_BASIC_AUTH": "admin:xyzzy-6",
     "BACKUP_ENCRYPTION_KEY": "eHl6enkteHl6enkteHl6enkteHl6enkteHl6enktZW4=",
     "DATABASE_URL": "data/x.db",
+    "REPLICAS": '[{"name": "edge-1", "path": "r.db", "sync_url": "https://u:xyzzy-7@primary", '
+    '"auth_token": "xyzzy-8"}]',
 }
 
 

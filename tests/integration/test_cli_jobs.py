@@ -188,7 +188,7 @@ def test_retry_of_a_queued_job_is_refused(api_server: ApiServer, tmp_path: Path)
     ("args", "message"),
     [
         (("enqueue", "teleport"), "HTTP 404"),
-        (("enqueue", "replica-sync"), "HTTP 404"),
+        (("enqueue", "no-such-kind"), "HTTP 404"),
         (("enqueue", "canary", "--body", '{"sleep_ms": -1}'), "sleep_ms"),
         (("jobs", "show", "no-such-job"), "HTTP 404"),
         (("jobs", "list", "--status", "sleeping"), "status"),

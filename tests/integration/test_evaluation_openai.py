@@ -1,8 +1,8 @@
 """The openai provider against a real local chat-completions server (tests/support).
 
 Success, 429 with Retry-After then success, persistent 500 (recorded, or failing the run
-by policy), a malformed body, timeouts and refused connections, and the key kept out of
-every message.
+by policy), a malformed body, timeouts and refused connections, the key kept out of every
+message, log line and repr, and Azure OpenAI's routes.
 """
 
 from __future__ import annotations
@@ -10,24 +10,27 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from jobs.retry import RetryPolicy
-from tasks.evaluation.providers import (
+from providers.llm import (
     CompletionRequest,
     OpenAIProvider,
     ProviderMalformedResponse,
     ProviderRejected,
     ProviderTransientError,
+    provider_for,
     with_retries,
 )
-from tasks.evaluation.rate_limit import Unlimited
+from providers.rate_limit import Unlimited
 from tasks.evaluation.run import EvaluationCaseFailed, RunOutcome, run_evaluation
 from tasks.evaluation.scorers import score
 from tasks.evaluation.spec import EvaluationSpec, JsonValidScorer
+from tests.conftest import make_settings
 from tests.support.fake_llm_server import FakeLLMServer, Reply
 
 pytestmark = pytest.mark.integration
@@ -294,3 +297,69 @@ def test_a_json_schema_ref_is_never_fetched(server: FakeLLMServer) -> None:
     verdict = score(scorer, "{}", None, case_name="c")
     assert not verdict.passed
     assert server.request_count == 0
+
+
+def test_a_bad_key_is_in_no_log_line_nor_repr(
+    server: FakeLLMServer, provider: OpenAIProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.default = lambda request: Reply.json(
+        401, {"error": {"message": f"Incorrect API key provided: {request.authorization}"}}
+    )
+    caplog.set_level("DEBUG")
+    with pytest.raises(ProviderRejected) as caught:
+        run(make_spec("Lyon"), provider)
+    assert caught.value.affects_every_case
+    assert caught.value.__context__ is None  # the SDK's error (it quotes the server) is not kept
+    assert caplog.records  # the SDK and its HTTP client did log the request
+    assert API_KEY not in caplog.text
+    assert API_KEY not in repr(provider)
+
+
+@pytest.mark.parametrize(("status", "run_level"), [(403, True), (404, True), (422, False)])
+def test_rejections_that_affect_every_case(
+    server: FakeLLMServer, provider: OpenAIProvider, status: int, run_level: bool
+) -> None:
+    server.script(Reply.json(status, {"error": {"message": "no"}}))
+    with pytest.raises(ProviderRejected) as caught:
+        provider.complete(REQUEST)
+    assert caught.value.status == status
+    assert caught.value.affects_every_case is run_level
+
+
+@pytest.mark.parametrize(
+    ("reply", "retry_after"),
+    [
+        (Reply.json(408, {"error": {"message": "timeout"}}), None),
+        (Reply.json(503, {}, headers={"Retry-After": "7"}), 7.0),
+        (Reply.json(429, {}, headers={"retry-after-ms": "1500", "Retry-After": "2"}), 1.5),
+    ],
+)
+def test_transient_statuses_carry_the_wait_asked_for(
+    server: FakeLLMServer, provider: OpenAIProvider, reply: Reply, retry_after: float | None
+) -> None:
+    server.script(reply)
+    with pytest.raises(ProviderTransientError) as caught:
+        provider.complete(REQUEST)
+    assert caught.value.status == reply.status
+    assert caught.value.retry_after == retry_after
+    assert server.request_count == 1  # the SDK does not retry: the caller does
+
+
+def test_azure_openai_routes_to_the_deployment(server: FakeLLMServer, db_path: Path) -> None:
+    settings = make_settings(
+        db_path,
+        openai_base_url=f"http://127.0.0.1:{server.port}",
+        openai_api_key=SecretStr(API_KEY),
+        openai_api_type="azure",
+        openai_api_version="2024-10-21",
+    )
+    provider = provider_for("openai", settings)
+    try:
+        assert provider.complete(REQUEST).text == "Capital of France?"
+    finally:
+        provider.close()
+    [seen] = server.requests
+    assert seen.path == "/openai/deployments/gpt-test/chat/completions?api-version=2024-10-21"
+    assert seen.headers["api-key"] == API_KEY
+    assert seen.authorization is None
+    assert API_KEY not in repr(provider)

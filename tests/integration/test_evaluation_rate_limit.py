@@ -17,8 +17,8 @@ import redis
 from pydantic import SecretStr
 
 from core.errors import ConfigurationError
-from tasks.evaluation.providers import CompletionRequest, OpenAIProvider
-from tasks.evaluation.rate_limit import (
+from providers.llm import CompletionRequest, OpenAIProvider
+from providers.rate_limit import (
     RateLimiter,
     RateLimiterUnavailable,
     RateLimitTimeout,
@@ -178,5 +178,8 @@ def test_a_run_with_the_shared_limit(redis_url: str, client: redis.Redis) -> Non
         arrivals = [request.at for request in server.requests]
     assert outcome.metrics.passed_cases == 5
     assert len(arrivals) == 5
-    assert max(arrivals) - min(arrivals) >= 2 * 1.0  # 5 calls at 2 per second: 3 windows
+    # 5 calls at 2 per second: 3 windows, as admitted on the Redis clock. The server sees
+    # each call after its own trip through the client (the first one's also loads the
+    # SDK's chat module): a small allowance for the difference.
+    assert max(arrivals) - min(arrivals) >= 2 * 1.0 - 0.1
     assert most_in_any_window(arrivals, 1.0 - 0.3) <= 2

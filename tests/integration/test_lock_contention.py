@@ -131,12 +131,14 @@ def deferred_child(
         committed = busy = 0
         try:
             for _ in range(UNITS):
+                met = False  # whether this round's barrier was passed
                 try:
                     with db.engine.connect() as connection, connection.begin():
                         version = connection.scalar(
                             select(PromptModel.version).where(PromptModel.id == prompt_id)
                         )
                         assert version is not None
+                        met = True
                         barrier.wait(timeout=BARRIER_TIMEOUT_S)
                         time.sleep(HOLD_S)
                         connection.execute(
@@ -146,6 +148,11 @@ def deferred_child(
                         )
                 except DatabaseBusy:
                     busy += 1
+                    if not met:
+                        # Busy before the read finished (BEGIN or the read itself, e.g.
+                        # while another process checkpoints): still meet the others, or
+                        # the rounds fall out of step and the barrier breaks.
+                        barrier.wait(timeout=BARRIER_TIMEOUT_S)
                 else:
                     committed += 1
         finally:
@@ -240,8 +247,9 @@ def test_deferred_read_then_write_fails_with_database_busy(
     committed = sum(report.committed for report in reports)
     assert busy > 0, "plain deferred transactions did not collide"
     assert [report.name for report in reports if report.busy] != []
-    # All reads of a round precede its writes, so exactly one writer per round wins.
-    assert committed == UNITS
-    assert busy == (PROCESSES - 1) * UNITS
+    # All reads of a round precede its writes, so at most one writer per round wins (none
+    # when a loser's failed upgrade holds the write lock just as the winner asks for it).
+    assert 0 < committed <= UNITS
+    assert busy + committed == PROCESSES * UNITS
     # SQLite refuses instead of losing an update: the counter matches the commits.
     assert _counter(database, prompt_id) == 1 + committed

@@ -29,14 +29,15 @@ pytestmark = [
     pytest.mark.integration,
 ]
 
-HEAD = "0009"
+HEAD = "0010"
 APP_TABLES = frozenset({"prompt_templates", "prompts", "evaluations", "test_results"})
 # Revision 0004 adds the job ledger, 0007 its statistics, 0009 the embeddings with their
-# vector index (libSQL's shadow tables) and the full-text index (FTS5's shadow tables).
+# vector index (libSQL's shadow tables) and the full-text index (FTS5's shadow tables),
+# 0010 the replica syncs.
 SEARCH_TABLES = {"prompt_embeddings", "idx_prompt_embeddings_vector_shadow"}
 SEARCH_TABLES |= {"libsql_vector_meta_shadow", "prompts_fts"}
 SEARCH_TABLES |= {f"prompts_fts_{part}" for part in ("data", "idx", "content", "docsize", "config")}
-HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects", "job_stats"} | SEARCH_TABLES
+HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects", "job_stats", "replica_syncs"} | SEARCH_TABLES
 T0 = "2025-01-01 00:00:00.000000"  # how UTCDateTime stores a timestamp (naive UTC text)
 
 LIVE_QUERY = (

@@ -77,6 +77,9 @@ def _remote_env(url: str) -> dict[str, str]:
         "REDIS_URL": "redis://127.0.0.1:1/0",
         "LOG_LEVEL": "DEBUG",
         "DB_ECHO": "true",
+        # A read retries the refusing server for this long (the default is 5 s): many
+        # tries, each logged, in a fraction of the time.
+        "DB_BUSY_TIMEOUT_MS": "500",
     }
 
 

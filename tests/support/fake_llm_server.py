@@ -1,11 +1,14 @@
-"""A real local HTTP server speaking the chat-completions protocol, scripted per test.
+"""A real local HTTP server speaking OpenAI's chat-completions and embeddings protocols,
+scripted per test.
 
-It serves ``POST /v1/chat/completions`` on 127.0.0.1 from a thread of the test process
-(httpx releases the GIL while it waits, unlike the libSQL SDK). Each test scripts the
-answers: a queue of :class:`Reply` consumed in order, then ``default`` for every later
-request (by default a completion that echoes the user message). The server records every
-request: its arrival time (``time.monotonic()`` of this process), path, ``Authorization``
-header and JSON body.
+It serves ``POST /v1/chat/completions`` and ``POST /v1/embeddings`` (and Azure OpenAI's
+``/openai/deployments/{name}/...`` forms of both) on 127.0.0.1 from a thread of the test
+process (the HTTP client releases the GIL while it waits, unlike the libSQL SDK). Each
+test scripts the answers: a queue of :class:`Reply` consumed in order, then ``default``
+(chat: a completion that echoes the user message) or ``embeddings_default`` (a
+deterministic, unnormalized vector per input, of the asked ``dimensions`` or
+``embedding_dim``) for every later request. The server records every request: its
+arrival time (``time.monotonic()`` of this process), path, headers and JSON body.
 
     with FakeLLMServer() as server:
         server.script(Reply.rate_limited(retry_after="1"), Reply.completion("hi"))
@@ -14,7 +17,9 @@ header and JSON body.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import socket
 import threading
 import time
@@ -34,6 +39,18 @@ class RecordedRequest:
     path: str
     authorization: str | None
     body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def route(self) -> str | None:
+        """``"chat"``, ``"embeddings"``, or ``None`` for any other path."""
+        return _route(self.path)
+
+    @property
+    def inputs(self) -> list[str]:
+        """An embeddings request's texts."""
+        value = (self.body or {}).get("input")
+        return [value] if isinstance(value, str) else list(value or [])
 
     @property
     def user_message(self) -> str | None:
@@ -103,6 +120,20 @@ class Reply:
     def server_error(cls) -> Reply:
         return cls.json(500, {"error": {"message": "internal error"}})
 
+    @classmethod
+    def embeddings(cls, vectors: list[list[float]], *, model: str = "embed-test") -> Reply:
+        """A well-formed embeddings answer, one ``data[]`` entry per vector, in order."""
+        payload = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": vector}
+                for i, vector in enumerate(vectors)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": len(vectors), "total_tokens": len(vectors)},
+        }
+        return cls.json(200, payload)
+
 
 Responder = Callable[[RecordedRequest], Reply]
 
@@ -112,11 +143,32 @@ def echo_responder(request: RecordedRequest) -> Reply:
     return Reply.completion(request.user_message or "")
 
 
+def vector_for(text: str, dim: int) -> list[float]:
+    """A deterministic vector for ``text``, not normalized (its norm is not 1)."""
+    digest = b""
+    counter = 0
+    while len(digest) < dim:
+        digest += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    return [(byte - 127.5) / 10 for byte in digest[:dim]]
+
+
+def _route(path: str) -> str | None:
+    match = re.fullmatch(
+        r"(?:/v1|/openai/deployments/[^/?]+)/(chat/completions|embeddings)(?:\?.*)?", path
+    )
+    if match is None:
+        return None
+    return "chat" if match[1] == "chat/completions" else "embeddings"
+
+
 class FakeLLMServer:
     """The server; a context manager that starts and stops it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, embedding_dim: int = 8) -> None:
         self.default: Responder = echo_responder
+        self.embeddings_default: Responder = self._embed
+        self.embedding_dim = embedding_dim
         self.requests: list[RecordedRequest] = []
         self._script: deque[Reply | Responder] = deque()
         self._lock = threading.Lock()
@@ -162,12 +214,18 @@ class FakeLLMServer:
         with self._lock:
             return len(self.requests)
 
+    def _embed(self, request: RecordedRequest) -> Reply:
+        dim = (request.body or {}).get("dimensions") or self.embedding_dim
+        return Reply.embeddings([vector_for(text, dim) for text in request.inputs])
+
     def _answer(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
-            if request.path != "/v1/chat/completions":
+            route = request.route
+            if route is None:
                 return Reply.json(404, {"error": {"message": f"no route {request.path}"}})
-            scripted = self._script.popleft() if self._script else self.default
+            default = self.default if route == "chat" else self.embeddings_default
+            scripted = self._script.popleft() if self._script else default
         return scripted if isinstance(scripted, Reply) else scripted(request)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -194,6 +252,7 @@ class FakeLLMServer:
                     path=self.path,
                     authorization=self.headers.get("Authorization"),
                     body=body if isinstance(body, dict) else None,
+                    headers={name.lower(): value for name, value in self.headers.items()},
                 )
                 reply = server._answer(recorded)
                 if reply.delay_s:

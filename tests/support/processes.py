@@ -5,8 +5,9 @@ process shares (short timings, so that redelivery takes seconds rather than minu
 :class:`~jobs.runtime.Runtime` in the test process to enqueue jobs and read the
 ledger, and every worker and beat it starts. Each process runs in its own session
 (process group) and writes to a log file under the pipeline's folder; failure messages
-quote the tails of those logs. Closing the pipeline stops every process (SIGTERM, then
-SIGKILL to its whole group) and fails if any member of a group is left running.
+quote the tails of those logs. Closing the pipeline kills every process (SIGKILL to its
+whole group: no test looks at them afterwards, and a warm shutdown takes seconds) and
+fails if any member of a group is left running.
 :meth:`Pipeline.api_client` serves the enqueue API in the test process on the same
 database and Redis.
 
@@ -242,6 +243,19 @@ class CeleryProcess:
             with suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
 
+    def kill(self, timeout: float = STOP_TIMEOUT_S) -> list[int]:
+        """SIGKILL the process and its group at once (a test is over; its warm shutdown
+        would only take seconds). Returns the pids of group members still alive
+        afterwards (none, unless something is badly wrong)."""
+        try:
+            with suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+            poll(lambda: not group_members(self.pid), timeout=timeout)
+            return group_members(self.pid)
+        finally:
+            self._log.close()
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[int]:
         """SIGTERM (a warm shutdown), then SIGKILL to the group. Returns the pids of group
         members still alive afterwards (none, unless something is badly wrong)."""
@@ -300,7 +314,8 @@ class Pipeline:
         env["DATABASE_URL"] = str(self.db_path)
         env["REDIS_URL"] = self.redis_url
         for name, value in self.overrides.items():
-            env[name.upper()] = json.dumps(value) if isinstance(value, dict) else str(value)
+            structured = isinstance(value, dict | list)
+            env[name.upper()] = json.dumps(value) if structured else str(value)
         env["PYTHONPATH"] = os.pathsep.join(
             part for part in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if part
         )
@@ -474,11 +489,10 @@ class Pipeline:
         """Stop every process; fail if one left a process behind."""
         leftovers: dict[str, list[int]] = {}
         try:
-            # All are asked at once (newest first), so that their warm shutdowns overlap.
+            # No warm shutdown: no test looks at the processes after it ends, and a
+            # worker's warm shutdown takes seconds even when it is idle.
             for process in reversed(self.processes):
-                process.terminate()
-            for process in reversed(self.processes):
-                left = process.stop()
+                left = process.kill()
                 if left:
                     leftovers[process.name] = left
         finally:

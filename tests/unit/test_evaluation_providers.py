@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from jobs.retry import RetryPolicy
-from tasks.evaluation.providers import (
+from providers.llm import (
     Completion,
     CompletionRequest,
     EchoProvider,
@@ -21,6 +22,7 @@ from tasks.evaluation.providers import (
     provider_for,
     with_retries,
 )
+from providers.openai_api import OpenAIEndpoint, retry_after_from
 from tests.conftest import make_settings
 
 
@@ -155,3 +157,44 @@ def test_errors_rebuild_from_their_message_as_celery_and_copy_do(error: Exceptio
     assert str(rebuilt) == str(error)
     copied = copy.deepcopy(error)
     assert vars(copied) == vars(error)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({}, None),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "250", "retry-after": "3"}, 0.25),
+        ({"retry-after-ms": "soon", "retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "-5"}, 0.0),
+    ],
+)
+def test_retry_after_prefers_openais_milliseconds(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    assert retry_after_from(headers) == seconds
+
+
+def test_azure_needs_its_api_version(db_path: Path) -> None:
+    azure = "https://example.openai.azure.com"
+    with pytest.raises(ValidationError, match="OPENAI_API_TYPE=azure requires OPENAI_API_VERSION"):
+        make_settings(db_path, openai_api_type="azure", openai_base_url=azure)
+    with pytest.raises(ValidationError, match="OPENAI_BASE_URL to be the Azure OpenAI endpoint"):
+        make_settings(db_path, openai_api_type="azure", openai_api_version="2024-10-21")
+    settings = make_settings(
+        db_path, openai_api_type="azure", openai_api_version="2024-10-21", openai_base_url=azure
+    )
+    assert OpenAIEndpoint.from_settings(settings).azure_api_version == "2024-10-21"
+    assert OpenAIEndpoint.from_settings(make_settings(db_path)).azure_api_version is None
+
+
+def test_the_endpoint_keeps_its_key_out_of_repr(db_path: Path) -> None:
+    settings = make_settings(db_path, openai_api_key="sk-unit-SECRET")
+    endpoint = OpenAIEndpoint.from_settings(settings)
+    assert endpoint.secret == "sk-unit-SECRET"
+    assert "SECRET" not in repr(endpoint)
+    provider = provider_for("openai", settings)
+    try:
+        assert "SECRET" not in repr(provider)
+    finally:
+        provider.close()

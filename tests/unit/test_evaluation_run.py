@@ -11,7 +11,7 @@ import pytest
 
 from domain.schemas import EvaluationMetrics
 from jobs.retry import RetryPolicy
-from tasks.evaluation.providers import (
+from providers.llm import (
     Completion,
     CompletionRequest,
     EchoProvider,
@@ -19,7 +19,7 @@ from tasks.evaluation.providers import (
     ProviderRejected,
     ProviderTransientError,
 )
-from tasks.evaluation.rate_limit import Unlimited
+from providers.rate_limit import Unlimited
 from tasks.evaluation.render import TemplateError
 from tasks.evaluation.run import EvaluationCaseFailed, RunOutcome, run_evaluation
 from tasks.evaluation.scorers import ScorerUnavailable

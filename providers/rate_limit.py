@@ -22,7 +22,7 @@ import redis
 
 from core.errors import ConfigurationError, TransientError
 from core.settings import Settings
-from tasks.evaluation.providers import ProviderTransientError
+from providers.errors import ProviderTransientError
 
 DEFAULT_WINDOW_S = 60.0
 KEY_PREFIX = "autoforge:rate-limit:"
