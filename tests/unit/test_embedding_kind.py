@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,3 +63,17 @@ def test_a_query_becomes_quoted_words_without_common_ones() -> None:
 
 def test_the_embedded_text_is_title_then_content() -> None:
     assert embedding_text("Greeting", "Say hello.") == "Greeting\n\nSay hello."
+
+
+def test_the_openai_provider_asks_for_the_index_dimension(tmp_path: Path) -> None:
+    from providers.embeddings import embedder_for
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        tmp_path / "x.db",
+        embedding_provider="openai",
+        embedding_model="text-embedding-3-small",
+        openai_api_key="sk-test",
+    )
+    embedder = embedder_for(settings)
+    assert (embedder.model, embedder.dim) == ("text-embedding-3-small", 384)
