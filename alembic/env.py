@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 from alembic import context
 from core.settings import Settings, load_settings
 from db.engine import create_db_engine
+from db.migrations import include_name
 from db.models import Base
 from tasks.registry import kind_registry
 
@@ -33,6 +34,7 @@ def _configure(connection: Connection | None = None, **kwargs: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_name=include_name,
         # SQLite's DDL is transactional: run the whole upgrade in one transaction, so a
         # failed step (or the foreign-key check below) leaves the database untouched.
         transactional_ddl=True,

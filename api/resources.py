@@ -7,7 +7,7 @@ first command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import redis
@@ -20,6 +20,7 @@ from api.metrics import ApiMetrics
 from core.settings import Settings
 from db.database import Database
 from jobs.runtime import Runtime
+from providers.embeddings import Embedder, embedder_for
 from workers.app import broker_url, create_celery
 
 REDIS_PROBE_TIMEOUT_S = 1.0
@@ -37,6 +38,7 @@ class ApiResources:
     metrics: ApiMetrics
     #: ``READ_REPLICA``'s local file, read-only: reads that may be stale.
     replica_db: Database | None = None
+    _embedder: Embedder | None = field(default=None, repr=False)
 
     @property
     def stale_read_db(self) -> Database:
@@ -71,6 +73,13 @@ class ApiResources:
             metrics=ApiMetrics(runtime, client),
             replica_db=None if replica is None else Database(settings, read_only_file=replica.path),
         )
+
+    def embedder(self) -> Embedder:
+        """The configured embedder, for search queries (made on first use: the local
+        model loads in this process only if a search asks for it)."""
+        if self._embedder is None:
+            self._embedder = embedder_for(self.settings)
+        return self._embedder
 
     def close(self) -> None:
         """Close this app's database pool and Redis client.

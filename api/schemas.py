@@ -193,6 +193,21 @@ class PromptList(BaseModel):
     items: list[PromptOut]
 
 
+class PromptSearchHit(BaseModel):
+    """A prompt found by a search, with its score (higher is better): in ``vector`` mode
+    the cosine similarity of its vector to the query's, in ``hybrid`` mode the
+    reciprocal-rank fusion of the vector and full-text rankings."""
+
+    prompt: PromptOut
+    score: float
+
+
+class PromptSearchResults(BaseModel):
+    """Live prompts that match a query, best first."""
+
+    items: list[PromptSearchHit]
+
+
 class Liveness(BaseModel):
     """The process is up."""
 

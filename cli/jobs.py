@@ -140,6 +140,9 @@ class _WaitDisplay:
         if self._progress is None:
             return
         description = f"job {job['id']} {job['kind']} {job['status']}"
+        detail = job.get("progress_detail")
+        if detail:
+            description += f" {detail['done']}/{detail['total']} {detail['unit']}"
         completed = round(float(job.get("progress") or 0) * 100)
         if self._task is None:
             self._task = self._progress.add_task(description, total=100, completed=completed)
@@ -197,7 +200,7 @@ def enqueue(
         str,
         typer.Argument(
             metavar="KIND",
-            help="A declared job kind: canary, evaluation, backup (others are refused).",
+            help="A declared job kind: canary, evaluation, backup, embedding (others are refused).",
             callback=inputs.text,
         ),
     ],

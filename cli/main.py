@@ -24,6 +24,7 @@ from cli.errors import run_app
 from cli.jobs import enqueue, jobs_app
 from cli.options import GlobalOptions, command_settings, use_global_options
 from cli.replica import replica_app
+from cli.search import embed, search
 
 DISTRIBUTION = "autoforge-jobs"
 
@@ -41,6 +42,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(backup_app, name="backup")
 app.add_typer(replica_app, name="replica")
 app.command("enqueue")(enqueue)
+app.command("embed")(embed)
+app.command("search")(search)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 

@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,6 +33,13 @@ from core.database_url import DatabaseTarget, parse_database_url
 from core.errors import ConfigurationError
 
 AppEnv = Literal["local", "staging", "production"]
+
+#: The local embedder's model (providers.embeddings.local): all-MiniLM-L6-v2, int8 ONNX.
+LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2-onnx-int8"
+#: The dimension of the vector index (``prompt_embeddings.embedding``, revision 0009).
+EMBEDDING_INDEX_DIM = 384
+#: A schedule set to this is off.
+CRON_OFF = "off"
 
 # Which variables name the database (and its token) in each environment.
 _REMOTE_VARIABLES: dict[str, tuple[str, str]] = {
@@ -193,6 +201,30 @@ class Settings(BaseSettings):
         None, description="The offline 'echo' provider; default: on in local, off elsewhere."
     )
 
+    # --- embeddings: prompts searchable by meaning -----------------------------------------
+    embedding_provider: Literal["local", "openai"] = Field(
+        "local",
+        description="local: a MiniLM model on this machine's CPU (no network); openai: the "
+        "embeddings API at OPENAI_BASE_URL.",
+    )
+    embedding_model: str = Field(
+        LOCAL_EMBEDDING_MODEL,
+        description="The model whose vectors are stored and searched; stored with each vector.",
+    )
+    embedding_dim: int = Field(
+        EMBEDDING_INDEX_DIM,
+        description="Vector dimension; the vector index holds vectors of this size only.",
+    )
+    embedding_batch_size: int = Field(64, ge=1, le=2048, description="Texts per embed call.")
+    embedding_query_cache_ttl_s: int = Field(
+        3600, ge=0, description="How long a search query's vector stays cached in Redis (0: off)."
+    )
+    embed_stale_cron: str = Field(
+        CRON_OFF,
+        description="When beat embeds stale prompts ('off': never); default: every 10 minutes "
+        "in local, off elsewhere.",
+    )
+
     # --- backups ------------------------------------------------------------------------
     backup_storage: Literal["local", "s3"] = "local"
     backup_dir: Path = Field(Path("data/backups"), description="local storage folder")
@@ -251,9 +283,14 @@ class Settings(BaseSettings):
             for key in ("db_synchronous", "log_level"):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].upper()
-            for key in ("app_env", "log_format"):
+            for key in ("app_env", "log_format", "embed_stale_cron"):
                 if isinstance(data.get(key), str):
                     data[key] = data[key].lower()
+            if data.get("embed_stale_cron") is None:
+                # On where a developer wants search to just work, off where embedding
+                # costs money or CPU that an operator should decide to spend.
+                local = data.get("app_env", "local") == "local"
+                data["embed_stale_cron"] = "*/10 * * * *" if local else CRON_OFF
         return data
 
     @model_validator(mode="after")
@@ -288,6 +325,20 @@ class Settings(BaseSettings):
                     "BACKUP_ENCRYPTION_KEY must be base64 of exactly 32 bytes (make one with "
                     "`autoforge backup new-key`)"
                 )
+        if self.embedding_dim != EMBEDDING_INDEX_DIM:
+            raise ValueError(
+                f"EMBEDDING_DIM: the vector index holds {EMBEDDING_INDEX_DIM}-d vectors; a "
+                "model must give vectors of that size (OpenAI's text-embedding-3 models do "
+                "with EMBEDDING_DIM=384)"
+            )
+        if self.embedding_provider == "local" and self.embedding_model != LOCAL_EMBEDDING_MODEL:
+            raise ValueError(
+                f"EMBEDDING_MODEL: the local provider runs {LOCAL_EMBEDDING_MODEL} only"
+            )
+        if self.embedding_provider == "openai" and self.embedding_model == LOCAL_EMBEDDING_MODEL:
+            raise ValueError(
+                "EMBEDDING_PROVIDER=openai requires EMBEDDING_MODEL (e.g. text-embedding-3-small)"
+            )
         names = [replica.name for replica in self.replicas]
         if len(set(names)) != len(names):
             raise ValueError(f"REPLICAS: replica names must be unique: {names}")
@@ -330,9 +381,11 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         return http_url(value)
 
-    @field_validator("prune_cron", "backup_cron", "restore_drill_cron")
+    @field_validator("prune_cron", "backup_cron", "restore_drill_cron", "embed_stale_cron")
     @classmethod
-    def _five_cron_fields(cls, value: str) -> str:
+    def _five_cron_fields(cls, value: str, info: ValidationInfo) -> str:
+        if value == CRON_OFF and info.field_name == "embed_stale_cron":
+            return value
         fields = value.split()
         if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,\-]+", f) for f in fields):
             raise ValueError(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -21,6 +24,17 @@ def alembic_config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(ROOT / "alembic"))
     config.attributes["settings"] = settings
     return config
+
+
+#: Tables the models do not describe: the shadow tables of libSQL vector indexes and of
+#: FTS5 full-text indexes, and FTS5 tables themselves (made by migrations in raw SQL).
+UNMODELLED_TABLES = re.compile(r"libsql_vector_meta_shadow|\w+_shadow|prompts_fts(_\w+)?")
+
+
+def include_name(name: str | None, type_: str, parent_names: Mapping[str, Any]) -> bool:
+    """Alembic's filter for comparing the models with a database: skips
+    :data:`UNMODELLED_TABLES`."""
+    return not (type_ == "table" and name is not None and UNMODELLED_TABLES.fullmatch(name))
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

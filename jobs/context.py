@@ -47,11 +47,14 @@ class JobContext:
     def attempt(self) -> int:
         return self.job.attempts
 
-    def report_progress(self, fraction: float) -> None:
-        """Record progress (0..1) in the ledger, visible in ``GET /v1/jobs/{id}``."""
+    def report_progress(
+        self, fraction: float, *, partial_result: dict[str, Any] | None = None
+    ) -> None:
+        """Record progress (0..1) in the ledger, visible in ``GET /v1/jobs/{id}``, with
+        the counts so far as the job's result until it ends (``partial_result``)."""
         write_transaction(
             self.db,
             lambda s: JobRepository(s).set_progress(
-                self.job.id, attempt=self.attempt, progress=fraction
+                self.job.id, attempt=self.attempt, progress=fraction, partial_result=partial_result
             ),
         )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from core.settings import Settings
+from core.settings import CRON_OFF, Settings
 from db.database import Database
 from domain.jobs import Job, JobError, ProgressDetail
 from jobs.context import JobContext, JobOutcome
@@ -120,7 +120,8 @@ class Schedule:
     key: str
     #: The job's arguments.
     arguments: Mapping[str, Any]
-    #: The settings field holding the cron expression (e.g. ``backup_cron``).
+    #: The settings field holding the cron expression (e.g. ``backup_cron``); ``off``
+    #: turns the schedule off.
     cron_setting: str
     #: strftime pattern of the fire time (UTC) naming the period (``%Y-%m-%d``: a day).
     period: str
@@ -128,6 +129,10 @@ class Schedule:
     def cron(self, settings: Settings) -> str:
         """The schedule's cron expression in ``settings``."""
         return str(getattr(settings, self.cron_setting))
+
+    def is_off(self, settings: Settings) -> bool:
+        """Whether ``settings`` turn the schedule off (its cron setting is ``off``)."""
+        return self.cron(settings) == CRON_OFF
 
     @property
     def variable(self) -> str:

@@ -111,6 +111,7 @@ def scheduled_jobs(settings: Settings, kinds: KindRegistry) -> list[ScheduledJob
             parse_cron(schedule.cron(settings), variable=schedule.variable),
         )
         for kind, schedule in kinds.schedules()
+        if not schedule.is_off(settings)
     ]
 
 

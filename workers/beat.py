@@ -38,6 +38,8 @@ def beat_schedule(settings: Settings, kinds: KindRegistry) -> dict[str, dict[str
     """
     entries: dict[str, dict[str, Any]] = {}
     for kind, schedule in kinds.schedules():
+        if schedule.is_off(settings):
+            continue
         cron = schedule.cron(settings)
         entries[schedule.name] = {
             "task": ENQUEUE_SCHEDULED_TASK,

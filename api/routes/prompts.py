@@ -8,16 +8,28 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from api.resources import Resources
-from api.schemas import ErrorBody, PromptCreate, PromptList, PromptOut, PromptVersionCreate
+from api.schemas import (
+    ErrorBody,
+    PromptCreate,
+    PromptList,
+    PromptOut,
+    PromptSearchHit,
+    PromptSearchResults,
+    PromptVersionCreate,
+)
 from core.errors import NotFound
 from db.repositories.prompts import PromptRepository
 from db.transaction import write_transaction
 from domain.prompts import Prompt, PromptStatus
 from domain.schemas import PromptMetadata
+from tasks.embedding.search import SearchMode
+from tasks.embedding.search import search_prompts as search
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"])
 
 MAX_PAGE = 200
+MAX_K = 100
+MAX_QUERY_CHARS = 2000
 
 
 def _location(prompt_id: str) -> str:
@@ -39,6 +51,32 @@ def create_prompt(body: PromptCreate, response: Response, resources: Resources) 
     stored = write_transaction(resources.runtime.db, lambda s: PromptRepository(s).add(prompt))
     response.headers["Location"] = _location(stored.id)
     return PromptOut.from_domain(stored)
+
+
+@router.get("/search")
+def search_prompts(
+    resources: Resources,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="The query.")],
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many prompts, at most.")] = 10,
+    mode: Annotated[
+        SearchMode,
+        Query(description="vector: by meaning; hybrid: by meaning and by words (BM25), fused."),
+    ] = "vector",
+) -> PromptSearchResults:
+    """Live prompts by meaning (``vector``) or by meaning and words (``hybrid``), best
+    first. Only prompts with a vector from the configured model are found: see
+    ``POST /v1/jobs/embedding``. Soft-deleted prompts never appear."""
+    hits = search(
+        resources.runtime.db,
+        resources.embedder(),
+        q,
+        k=k,
+        mode=mode,
+        redis=resources.redis,
+    )
+    return PromptSearchResults(
+        items=[PromptSearchHit(prompt=PromptOut.from_domain(h.prompt), score=h.score) for h in hits]
+    )
 
 
 @router.get("/{prompt_id}", responses={404: {"model": ErrorBody}})
@@ -63,6 +101,18 @@ def list_prompts(
     with resources.stale_read_db.read_session() as session:
         prompts = PromptRepository(session).list_for_user(user_id, status=status, limit=limit)
     return PromptList(items=[PromptOut.from_domain(prompt) for prompt in prompts])
+
+
+@router.delete("/{prompt_id}", status_code=204, responses={404: {"model": ErrorBody}})
+def delete_prompt(prompt_id: str, resources: Resources) -> Response:
+    """Soft-delete a prompt: it disappears from reads, lists and searches (its vector and
+    its full-text entry are removed with it); its evaluations are kept."""
+    deleted = write_transaction(
+        resources.runtime.db, lambda s: PromptRepository(s).soft_delete(prompt_id)
+    )
+    if not deleted:
+        raise NotFound(f"Prompt {prompt_id} does not exist.")
+    return Response(status_code=204)
 
 
 @router.post("/{prompt_id}/versions", status_code=201, responses={404: {"model": ErrorBody}})

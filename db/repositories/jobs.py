@@ -210,11 +210,22 @@ class JobRepository:
         )
         return _changed(result)
 
-    def set_progress(self, job_id: str, *, attempt: int, progress: float) -> bool:
+    def set_progress(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        progress: float,
+        partial_result: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a running attempt's progress; ``partial_result`` (its counts so far, for
+        a kind whose totals are only known once it runs) becomes the job's result until
+        it ends."""
+        values: dict[str, Any] = {"progress": min(max(progress, 0.0), 1.0), "updated_at": utcnow()}
+        if partial_result is not None:
+            values["result"] = partial_result
         result = self.session.execute(
-            update(JobModel)
-            .where(*_owned_by(job_id, attempt))
-            .values(progress=min(max(progress, 0.0), 1.0), updated_at=utcnow())
+            update(JobModel).where(*_owned_by(job_id, attempt)).values(**values)
         )
         return _changed(result)
 

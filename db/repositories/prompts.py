@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -44,6 +45,15 @@ class PromptRepository:
             query = query.where(PromptModel.deleted_at.is_(None))
         row = self.session.scalars(query).one_or_none()
         return _to_domain(row) if row else None
+
+    def get_many(self, prompt_ids: Sequence[str]) -> dict[str, Prompt]:
+        """The live prompts among ``prompt_ids``, by id."""
+        if not prompt_ids:
+            return {}
+        query = select(PromptModel).where(
+            PromptModel.id.in_(list(prompt_ids)), PromptModel.deleted_at.is_(None)
+        )
+        return {row.id: _to_domain(row) for row in self.session.scalars(query)}
 
     def list_for_user(
         self,

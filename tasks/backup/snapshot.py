@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -224,8 +225,10 @@ def export_remote(
     ``connection`` is a DB-API connection in autocommit mode (``libsql.connect(url,
     auth_token=..., isolation_level=None)``); it is only read, inside one read
     transaction that is rolled back at the end. ``target`` must not exist; it is removed
-    again if the export fails. Virtual tables are refused: their contents live in
-    module-specific shadow tables that a logical copy cannot rebuild faithfully.
+    again if the export fails. FTS5 tables are made anew and given their rows (the
+    engine rebuilds their shadow tables); other virtual tables are refused: their
+    contents live in module-specific shadow tables that a logical copy cannot rebuild
+    faithfully.
     """
     if target.exists():
         raise SnapshotFailed(f"refusing to overwrite {target}")
@@ -241,10 +244,14 @@ def export_remote(
         taken_at = datetime.now(UTC)
         vectors = vector_indexes(objects)
         listed = table_list(connection)
+        full_text = [
+            o for o in objects if listed.get(o.name, ("", False))[0] == "virtual" and is_fts5(o.sql)
+        ]
         for obj in objects:
-            if listed.get(obj.name, ("", False))[0] == "virtual":
+            if listed.get(obj.name, ("", False))[0] == "virtual" and obj not in full_text:
                 raise SnapshotFailed(
-                    f"virtual table {obj.name!r}: a logical export cannot copy virtual tables"
+                    f"virtual table {obj.name!r}: a logical export cannot copy virtual tables "
+                    "other than FTS5 indexes"
                 )
         tables = [
             o
@@ -276,6 +283,14 @@ def export_remote(
             rows[obj.name] = _copy_rows(connection, out, table, batch_rows=batch_rows)
             if progress is not None:
                 progress(done, len(tables))
+        # An FTS5 index is made anew and given its rows (with their rowids): the engine
+        # rebuilds its shadow tables, which are not copied. Before the triggers, which
+        # would index the rows a second time.
+        for obj in full_text:
+            assert obj.sql is not None
+            _run(out, obj.sql)
+            table = describe_table(connection, obj.name, without_rowid=False)
+            _copy_rows(connection, out, table, batch_rows=batch_rows)
         _copy_sequences(connection, out, objects)
         for obj in later:
             assert obj.sql is not None
@@ -310,6 +325,11 @@ def export_remote(
         duration_s=time.perf_counter() - started,
         size_bytes=target.stat().st_size,
     )
+
+
+def is_fts5(sql: str | None) -> bool:
+    """Whether ``sql`` creates an FTS5 virtual table."""
+    return bool(sql) and re.search(r"\busing\s+fts5\b", str(sql), re.IGNORECASE) is not None
 
 
 def _copy_rows(source: Connection, out: Any, table: TableInfo, *, batch_rows: int) -> int:

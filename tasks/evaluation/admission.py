@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+from core.errors import ConfigurationError
 from core.settings import Settings
 from db.database import Database
 from db.repositories.prompts import PromptRepository
 from jobs.errors import ArgumentProblem, InvalidArguments
+from providers.embeddings import embedder_for
 from providers.llm import UnknownProvider, known_providers, provider_for
 from tasks.evaluation.render import TemplateError, check_cases
 from tasks.evaluation.spec import EvaluationSpec
@@ -30,14 +32,21 @@ def admit(spec: EvaluationSpec, settings: Settings, db: Database) -> None:
             provider_for(spec.provider, settings).close()
         except UnknownProvider as exc:  # its message says why (unknown, or disabled here)
             _invalid(("provider",), str(exc))
-    for i, case in enumerate(spec.test_cases):
-        for j, scorer in enumerate(case.scorers):
-            if scorer.type == "similarity":
-                _invalid(
-                    ("test_cases", i, "scorers", j),
-                    f"case {case.name!r}: the 'similarity' scorer needs the embedding "
-                    "provider, which is not available yet",
-                )
+    if "similarity" in spec.scorer_types():
+        try:
+            embedder_for(settings)
+        except ConfigurationError as exc:
+            i, j = next(
+                (i, j)
+                for i, case in enumerate(spec.test_cases)
+                for j, scorer in enumerate(case.scorers)
+                if scorer.type == "similarity"
+            )
+            _invalid(
+                ("test_cases", i, "scorers", j),
+                f"case {spec.test_cases[i].name!r}: the 'similarity' scorer needs the "
+                f"embedding provider, which is not available here: {exc}",
+            )
     with db.read_session() as session:
         prompt = PromptRepository(session).get(spec.prompt_id)
     if prompt is None:

@@ -21,6 +21,7 @@ from domain.evaluations import EvaluationStatus
 from domain.prompts import Prompt
 from jobs.context import JobContext, JobOutcome
 from jobs.errors import JobSuperseded
+from providers.embeddings import embedder_for
 from providers.llm import provider_for
 from providers.rate_limit import limiter_for
 from tasks.evaluation.run import run_evaluation
@@ -50,6 +51,8 @@ def run_evaluation_job(context: JobContext) -> JobOutcome:
                 # Progress is informational: never abort (and repeat) the provider calls.
                 log.warning("could not record the progress of job %s", context.job.id)
 
+    # The embedding model loads only for a run that scores by similarity.
+    embed = embedder_for(settings).embed if "similarity" in spec.scorer_types() else None
     provider = provider_for(spec.provider, settings)
     try:
         outcome = run_evaluation(
@@ -61,6 +64,7 @@ def run_evaluation_job(context: JobContext) -> JobOutcome:
             max_concurrency=settings.evaluation_max_concurrency,
             on_progress=on_progress,
             max_retries=settings.provider_max_retries,
+            embed=embed,
         )
     finally:
         provider.close()

@@ -94,11 +94,20 @@ def test_every_operation_with_a_body_answers_a_documented_422_to_unreadable_byte
 
 
 @pytest.mark.parametrize("value", [0, 1, "true", "false", "yes"])
-def test_a_boolean_field_takes_only_json_booleans(client: TestClient, value: object) -> None:
-    response = client.post("/v1/jobs/backup", json={"mode": "backup", "prune": value})
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/jobs/backup", {"mode": "backup"}, "prune"),
+        ("/v1/jobs/embedding", {}, "all_stale"),
+    ],
+)
+def test_a_boolean_field_takes_only_json_booleans(
+    client: TestClient, value: object, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = client.post(path, json={**body, field: value})
 
     assert response.status_code == 422, response.text
-    assert [error["loc"] for error in response.json()["detail"]] == [["body", "prune"]]
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
 
     response = client.post("/v1/jobs/replica-sync", json={"all": value})
 
@@ -141,7 +150,11 @@ def test_the_strict_boolean_test_covers_every_boolean_of_a_request(
     schema: dict[str, Any],
 ) -> None:
     # A new boolean in a request body belongs in the test above.
-    assert _request_booleans(schema) == ["BackupArguments.prune", "ReplicaSyncArguments.all"]
+    assert _request_booleans(schema) == [
+        "BackupArguments.prune",
+        "EmbeddingArguments.all_stale",
+        "ReplicaSyncArguments.all",
+    ]
 
 
 def test_the_cursor_is_documented_as_the_api_checks_it(schema: dict[str, Any]) -> None:

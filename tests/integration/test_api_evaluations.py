@@ -306,17 +306,15 @@ def test_echo_is_refused_where_the_settings_disable_it(
     assert llen(redis_url, QUEUE) == 1
 
 
-def test_the_similarity_scorer_is_422_until_embeddings_exist(
+def test_the_similarity_scorer_is_accepted(
     client: TestClient, app_settings: Settings, prompt_id: str
 ) -> None:
     case = _case("ann", scorers=["exact", {"type": "similarity", "threshold": 0.9}])
 
-    error = _the_error(client.post("/v1/jobs/evaluation", json=_body(prompt_id, case)))
+    response = client.post("/v1/jobs/evaluation", json=_body(prompt_id, case))
 
-    assert error["loc"][:2] == ["body", "test_cases"]
-    assert "similarity" in error["msg"]
-    assert "not available" in error["msg"]
-    assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
+    assert response.status_code == 202, response.text
+    assert _row_counts(app_settings) == {"jobs": 1, "evaluations": 1, "test_results": 0}
 
 
 def test_a_missing_prompt_id_is_422(client: TestClient, app_settings: Settings) -> None:

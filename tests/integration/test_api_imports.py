@@ -22,7 +22,7 @@ from tests.support.api import KEY, KEYS, llen
 pytestmark = pytest.mark.integration
 
 #: What a backup job loads when it runs (S3 storage, compression), and an API must not.
-HEAVY = ("boto3", "botocore", "s3transfer", "zstandard")
+HEAVY = ("boto3", "botocore", "s3transfer", "zstandard", "onnxruntime", "tokenizers")
 
 API_PROCESS = f"""
 import json, sys, warnings

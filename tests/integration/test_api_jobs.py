@@ -22,8 +22,8 @@ from tests.support.api import (
 pytestmark = pytest.mark.integration
 
 # Kinds without a declaration (tasks/<kind>/kind.py) are unknown to the API.
-UNDECLARED_KINDS = ("embedding",)
-ALL_KINDS = ["backup", "canary", "evaluation", "replica-sync"]
+UNDECLARED_KINDS = ("teleport",)
+ALL_KINDS = ["backup", "canary", "embedding", "evaluation", "replica-sync"]
 
 
 def _stored(settings: Settings, job_id: str) -> Job:

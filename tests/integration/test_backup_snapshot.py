@@ -332,10 +332,29 @@ def test_snapshot_keeps_the_vector_index_working(tmp_path: Path) -> None:
     assert top_match(tmp_path / "copy.db", vector_of(77)) == top_match(source, vector_of(77)) == 77
 
 
-def test_export_refuses_virtual_tables(tmp_path: Path) -> None:
+def test_export_copies_fts5_tables(tmp_path: Path) -> None:
     source = tmp_path / "fts.db"
     connection = libsql.connect(str(source), isolation_level=None)
     connection.execute("CREATE VIRTUAL TABLE docs USING fts5(body)").fetchall()
+    for rowid, body in ((3, "red apples"), (7, "green pears"), (9, "red wine")):
+        connection.execute("INSERT INTO docs (rowid, body) VALUES (?, ?)", (rowid, body))
+    try:
+        export_remote(connection, tmp_path / "export.db", batch_rows=2)
+    finally:
+        connection.close()
+    copy = libsql.connect(str(tmp_path / "export.db"), isolation_level=None)
+    try:
+        found = copy.execute("SELECT rowid FROM docs WHERE docs MATCH 'red' ORDER BY rowid")
+        assert found.fetchall() == [(3,), (9,)]
+        assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        copy.close()
+
+
+def test_export_refuses_other_virtual_tables(tmp_path: Path) -> None:
+    source = tmp_path / "rtree.db"
+    connection = libsql.connect(str(source), isolation_level=None)
+    connection.execute("CREATE VIRTUAL TABLE docs USING rtree(id, low, high)").fetchall()
     try:
         with pytest.raises(SnapshotFailed, match="virtual table 'docs'"):
             export_remote(connection, tmp_path / "export.db", batch_rows=10)

@@ -188,7 +188,7 @@ def test_retry_of_a_queued_job_is_refused(api_server: ApiServer, tmp_path: Path)
     ("args", "message"),
     [
         (("enqueue", "teleport"), "HTTP 404"),
-        (("enqueue", "embedding"), "HTTP 404"),
+        (("enqueue", "no-such-kind"), "HTTP 404"),
         (("enqueue", "canary", "--body", '{"sleep_ms": -1}'), "sleep_ms"),
         (("jobs", "show", "no-such-job"), "HTTP 404"),
         (("jobs", "list", "--status", "sleeping"), "status"),
@@ -439,3 +439,34 @@ def test_a_key_the_environment_gives_that_http_cannot_carry(tmp_path: Path) -> N
     assert result.err.splitlines() == [
         "error: AUTOFORGE_API_KEY: not a usable API key (only printable ASCII characters)"
     ]
+
+
+def test_embed_and_search(api_server: ApiServer, migrated: Settings, tmp_path: Path) -> None:
+    from db.database import Database
+    from providers.embeddings.local import LocalEmbedder
+    from tasks.embedding.job import embed_prompts
+    from tests.support.prompt_corpus import QUERIES, add_corpus
+
+    accepted = _autoforge(tmp_path, api_server.url, "embed", "--all-stale", "--no-wait")
+    assert accepted.code == 0, accepted.err
+    assert "accepted (embedding, queued)" in accepted.out
+    both = _autoforge(tmp_path, api_server.url, "embed", "--all-stale", "--prompt-id", "p")
+    assert both.code == 2
+    assert "either --all-stale or --prompt-id" in both.err
+
+    db = Database(migrated)
+    try:
+        ids = add_corpus(db)
+        embed_prompts(db, LocalEmbedder(), all_stale=True)  # what the job does, here at once
+    finally:
+        db.dispose()
+    found = _autoforge(tmp_path, api_server.url, "search", QUERIES["support"], "-k", "3")
+    assert found.code == 0, found.err
+    lines = found.out.splitlines()
+    assert len(lines) == 3
+    assert {line.split()[1] for line in lines} == set(ids["support"])
+    hybrid = _autoforge(
+        tmp_path, api_server.url, "search", "sourdough", "--mode", "hybrid", "-k", "1", "--json"
+    )
+    assert hybrid.code == 0, hybrid.err
+    assert hybrid.json()["items"][0]["prompt"]["title"] == "Baking helper"

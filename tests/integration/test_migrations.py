@@ -31,8 +31,13 @@ pytestmark = [
 
 HEAD = "0010"
 APP_TABLES = frozenset({"prompt_templates", "prompts", "evaluations", "test_results"})
-# Revision 0004 adds the job ledger, 0007 its statistics.
-HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects", "job_stats", "replica_syncs"}
+# Revision 0004 adds the job ledger, 0007 its statistics, 0009 the embeddings with their
+# vector index (libSQL's shadow tables) and the full-text index (FTS5's shadow tables),
+# 0010 the replica syncs.
+SEARCH_TABLES = {"prompt_embeddings", "idx_prompt_embeddings_vector_shadow"}
+SEARCH_TABLES |= {"libsql_vector_meta_shadow", "prompts_fts"}
+SEARCH_TABLES |= {f"prompts_fts_{part}" for part in ("data", "idx", "content", "docsize", "config")}
+HEAD_TABLES = APP_TABLES | {"jobs", "canary_effects", "job_stats", "replica_syncs"} | SEARCH_TABLES
 T0 = "2025-01-01 00:00:00.000000"  # how UTCDateTime stores a timestamp (naive UTC text)
 
 LIVE_QUERY = (
@@ -257,7 +262,8 @@ def test_models_match_migrated_schema(
         else:
             migrations.downgrade(settings, revision)
     with _engine(settings) as engine, engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": migrations.include_name})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"models and migrations disagree: {diff!r}"
 
 

@@ -66,6 +66,9 @@ FAST_TIMINGS: Mapping[str, Any] = {
     "outbox_republish_after_s": 5,
     "sweeper_interval_s": 1,
     "log_level": "INFO",
+    # Beat would otherwise enqueue an embedding job every 10 minutes (local's default),
+    # and the sweeper catch one up: jobs no test asked for.
+    "embed_stale_cron": "off",
 }
 
 START_TIMEOUT_S = 30.0

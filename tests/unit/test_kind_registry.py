@@ -49,12 +49,18 @@ def test_every_folder_with_a_declaration_is_a_kind_and_no_other() -> None:
 
     registry = kind_registry()
 
-    assert [kind.name for kind in registry] == ["backup", "canary", "evaluation", "replica-sync"]
-    assert len(registry) == len(declared) == 4
+    assert [kind.name for kind in registry] == [
+        "backup",
+        "canary",
+        "embedding",
+        "evaluation",
+        "replica-sync",
+    ]
+    assert len(registry) == len(declared) == 5
     assert "maintenance" not in declared  # housekeeping, not a kind
 
 
-@pytest.mark.parametrize("name", ["backup", "canary", "evaluation", "replica-sync"])
+@pytest.mark.parametrize("name", ["backup", "canary", "embedding", "evaluation", "replica-sync"])
 def test_each_declaration_names_working_code(name: str) -> None:
     kind = kind_registry()[name]
 
@@ -67,7 +73,7 @@ def test_each_declaration_names_working_code(name: str) -> None:
             assert hook.load() is not None, hook.path
     settings = make_settings(Path("x.db"))
     for schedule in kind.schedules:
-        assert schedule.cron(settings).count(" ") == 4
+        assert schedule.cron(settings).count(" ") == 4  # local: every schedule is on
         kind.arguments.model_validate(schedule.arguments)
 
 
@@ -128,8 +134,8 @@ def test_a_new_folder_with_a_declaration_is_discovered(kinds_package: str) -> No
 
 
 def test_an_undeclared_kind_is_refused_by_name() -> None:
-    with pytest.raises(UnknownKind, match="no job kind 'embedding' is declared; kinds: backup"):
-        kind_registry()["embedding"]
+    with pytest.raises(UnknownKind, match="no job kind 'teleport' is declared; kinds: backup"):
+        kind_registry()["teleport"]
 
 
 @pytest.mark.parametrize(
@@ -184,12 +190,14 @@ def test_limits_are_the_declared_ones_unless_the_settings_override_them(tmp_path
     assert effective["job_time_limits_s"] == {
         "backup": 3600,
         "canary": 30,
+        "embedding": 1800,
         "evaluation": 1800,
         "replica-sync": 600,
     }
     assert effective["job_max_attempts"] == {
         "backup": 7,
         "canary": 11,
+        "embedding": 5,
         "evaluation": 5,
         "replica-sync": 4,
     }
@@ -201,11 +209,11 @@ def test_limits_are_the_declared_ones_unless_the_settings_override_them(tmp_path
         (
             {"job_time_limits_s": {"canary": 30, "nightly": 5}},
             "JOB_TIME_LIMITS_S names unknown job kinds ['nightly']; "
-            "known: ['backup', 'canary', 'evaluation', 'replica-sync']",
+            "known: ['backup', 'canary', 'embedding', 'evaluation', 'replica-sync']",
         ),
         (
-            {"job_max_attempts": {"embedding": 2}},
-            "JOB_MAX_ATTEMPTS names unknown job kinds ['embedding']",
+            {"job_max_attempts": {"teleport": 2}},
+            "JOB_MAX_ATTEMPTS names unknown job kinds ['teleport']",
         ),
         (
             {"celery_visibility_timeout_s": 600},

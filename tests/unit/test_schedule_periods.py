@@ -87,7 +87,14 @@ def test_the_scheduled_jobs_are_beats_enqueue_entries(tmp_path: Path) -> None:
         tmp_path / "x.db", backup_cron="5 1 * * *", restore_drill_cron="0 6 * * 3"
     )
     jobs = {job.name: job for job in scheduled_jobs(settings, kind_registry())}
-    assert set(jobs) == {"nightly-backup", "restore-drill"}
+    assert set(jobs) == {"nightly-backup", "restore-drill", "embed-stale"}
+    assert jobs["embed-stale"].arguments == {"all_stale": True}
+    # Embedding stale prompts is on in local, off unless asked for elsewhere.
+    off = make_settings(tmp_path / "x.db", embed_stale_cron="off")
+    assert {job.name for job in scheduled_jobs(off, kind_registry())} == {
+        "nightly-backup",
+        "restore-drill",
+    }
     nightly, drill = jobs["nightly-backup"], jobs["restore-drill"]
     assert nightly.arguments == {"mode": "backup", "prune": True}
     assert drill.arguments == {"mode": "drill", "prune": True}

@@ -275,3 +275,45 @@ def test_per_kind_limits_override_defaults(monkeypatch: pytest.MonkeyPatch) -> N
     assert kinds.time_limit_s(settings, "canary") == 30
     assert kinds.max_attempts(settings, "canary") == 3
     assert kinds.time_limit_s(settings, "backup") == 3600
+
+
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TURSO_DATABASE_URL", "libsql://db-org.turso.io")
+    monkeypatch.setenv("TURSO_AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("REDIS_URL", "redis://redis.internal:6379/0")
+
+
+def test_embedding_stale_prompts_is_scheduled_in_local_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(_env_file=None).embed_stale_cron == "*/10 * * * *"
+    _production(monkeypatch)
+    assert load_settings(_env_file=None).embed_stale_cron == "off"
+    monkeypatch.setenv("EMBED_STALE_CRON", "0 * * * *")
+    assert load_settings(_env_file=None).embed_stale_cron == "0 * * * *"
+    monkeypatch.setenv("EMBED_STALE_CRON", "hourly")
+    with pytest.raises(ConfigurationError, match="EMBED_STALE_CRON"):
+        load_settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("variables", "problem"),
+    [
+        ({"EMBEDDING_DIM": "1536"}, "EMBEDDING_DIM: the vector index holds 384-d vectors"),
+        ({"EMBEDDING_MODEL": "bge-small"}, "the local provider runs all-MiniLM-L6-v2-onnx-int8"),
+        ({"EMBEDDING_PROVIDER": "openai"}, "EMBEDDING_PROVIDER=openai requires EMBEDDING_MODEL"),
+    ],
+)
+def test_embedding_settings_that_cannot_work_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], problem: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=problem):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("EMBEDDING_PROVIDER", "openai")
+    monkeypatch.setenv("EMBEDDING_MODEL", "text-embedding-3-small")
+    monkeypatch.delenv("EMBEDDING_DIM", raising=False)
+    settings = load_settings(_env_file=None)
+    assert (settings.embedding_model, settings.embedding_dim) == ("text-embedding-3-small", 384)
