@@ -162,11 +162,23 @@ def _settings(folder: Path, name: str) -> project.Settings:
     return project.settings_for(folder / name, "redis://127.0.0.1:1/0")
 
 
+def remake_index(db: project.Database, index_options: str) -> str:
+    """Make the vector index anew with extra options (none: keep the migration's)."""
+    ddl = project.vector_index_ddl()
+    if index_options:
+        options = ", ".join(f"'{o.strip()}'" for o in index_options.split(",") if o.strip())
+        ddl = ddl.replace("'metric=cosine'", f"'metric=cosine', {options}")
+        project.execute(db, f"DROP INDEX {project.VECTOR_INDEX}")
+        project.execute(db, ddl)
+    print(f"  index: {ddl}")
+    return ddl
+
+
 # ---------------------------------------------------------------------- throughput
 
 
 def run_throughput(
-    folder: Path, count: int, rounds: int
+    folder: Path, count: int, rounds: int, index_options: str
 ) -> tuple[list[Comparison], dict[str, Any]]:
     embedder = project.local_embedder()
     batch = project.EMBEDDING_BATCH_SIZE
@@ -176,6 +188,7 @@ def run_throughput(
     settings = _settings(folder, "throughput.db")
     project.migrate(settings)
     db = project.Database(settings)
+    ddl = remake_index(db, index_options)
     project.add_prompts(db, rows)
     embedder.embed(texts[:batch])  # warm up (first-run allocations), both sides share it
 
@@ -217,7 +230,7 @@ def run_throughput(
         "libSQL file through the repository; not through a worker",
         ours_name="embedding job logic",
     )
-    return [comparison], {"texts": count, "batch_size": batch}
+    return [comparison], {"texts": count, "batch_size": batch, "index_ddl": ddl}
 
 
 # ---------------------------------------------------------------------- search
@@ -241,13 +254,7 @@ def run_search(
     settings = _settings(folder, "search.db")
     project.migrate(settings)
     db = project.Database(settings)
-    ddl = project.vector_index_ddl()
-    if index_options:
-        options = ", ".join(f"'{o.strip()}'" for o in index_options.split(",") if o.strip())
-        ddl = ddl.replace("'metric=cosine'", f"'metric=cosine', {options}")
-        project.execute(db, f"DROP INDEX {project.VECTOR_INDEX}")
-        project.execute(db, ddl)
-    print(f"  index: {ddl}")
+    ddl = remake_index(db, index_options)
 
     began = time.perf_counter()
     for start in range(0, count, 5000):
@@ -397,7 +404,8 @@ def parser() -> argparse.ArgumentParser:
         "--index-options",
         default="",
         help="extra libsql_vector_idx options, comma-separated (e.g. "
-        "max_neighbors=64,search_l=400): the index is made anew with them",
+        "compress_neighbors=float8,max_neighbors=32): both workloads make the index anew "
+        "with them (default: the migration's index)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
     parser.add_argument("--workdir", type=Path, help="keep the scratch files in this folder")
@@ -466,7 +474,7 @@ def main(argv: list[str]) -> int:
     try:
         if "throughput" in chosen:
             print(f"throughput: {args.texts} prompts, {args.rounds} rounds per side ...")
-            found, details = run_throughput(folder, args.texts, args.rounds)
+            found, details = run_throughput(folder, args.texts, args.rounds, args.index_options)
             comparisons += found
             summary["throughput"] = details
         if "search" in chosen:
