@@ -3,6 +3,7 @@
     python3 -m bench pipeline [--quick] [--only drain,api] [--sizes 10k,100k]
     python3 -m bench backup [--size-mb 100]
     python3 -m bench async [--jobs 50000]
+    python3 -m bench embeddings [--quick] [--only throughput,search]
 
 Started with any ``python3``, it first makes sure the project's ``.venv`` exists (as
 ``python3 dev.py`` does) and runs itself there.
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("pipeline", "backup", "async")
+BENCHMARKS = ("pipeline", "backup", "async", "embeddings")
 
 
 def _in_project_venv() -> None:
@@ -42,6 +43,10 @@ def main(argv: list[str]) -> int:
         from bench import pipeline
 
         return pipeline.main(rest)
+    if name == "embeddings":
+        from bench import embeddings
+
+        return embeddings.main(rest)
     # The older benchmarks read sys.argv themselves.
     sys.argv = [f"bench {name}", *rest]
     if name == "backup":

@@ -150,6 +150,130 @@ def touch_job(db: Database, job_id: str, progress: float) -> None:
     write_transaction(db, unit)
 
 
+# ---------------------------------------------------------------- embeddings and search
+# Imported on use: numpy and onnxruntime stay out of the other benchmarks.
+
+
+def local_embedder() -> Any:
+    """The product's local embedder (all-MiniLM-L6-v2, int8 ONNX), its model loaded."""
+    from providers.embeddings.local import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    embedder.load()
+    return embedder
+
+
+def embed_all_stale(db: Database, embedder: Any, batch_size: int) -> Any:
+    """The embedding job's logic on ``{"all_stale": true}``, in this process: stale prompts
+    read in pages, embedded, written in one write transaction per batch."""
+    from tasks.embedding.job import embed_prompts
+
+    return embed_prompts(db, embedder, all_stale=True, batch_size=batch_size)
+
+
+def add_prompts(db: Database, rows: list[tuple[str, str, str]]) -> None:
+    """Insert prompts (id, title, content) in one write transaction (bulk, not one by one:
+    the FTS triggers index them as usual)."""
+    from sqlalchemy import insert
+
+    from db.models import PromptModel
+
+    def unit(session: Session) -> None:
+        session.execute(
+            insert(PromptModel),
+            [
+                {"id": pid, "title": title, "content": content, "user_id": "bench"}
+                for pid, title, content in rows
+            ],
+        )
+
+    write_transaction(db, unit)
+
+
+def upsert_vectors(
+    db: Database, model: str, rows: list[tuple[str, str, str, list[float]]]
+) -> list[str]:
+    """Store vectors of prompts (id, title, content, vector) through the repository's
+    upsert, in one write transaction (as the embedding job writes a batch)."""
+    from tasks.embedding.repository import PromptEmbeddingRepository, PromptText
+
+    items = [(PromptText.of(pid, title, content), vector) for pid, title, content, vector in rows]
+    dim = len(rows[0][3]) if rows else 0
+    written: list[str] = write_transaction(
+        db, lambda s: PromptEmbeddingRepository(s).upsert(model, dim, items)
+    )
+    return written
+
+
+def nearest(db: Database, model: str, vector: list[float], k: int) -> list[str]:
+    """The product's vector search candidates (``vector_top_k`` through the index, joined
+    back to live prompts): prompt ids, nearest first."""
+    from tasks.embedding.repository import PromptEmbeddingRepository
+
+    with db.read_session() as session:
+        found = PromptEmbeddingRepository(session).nearest(model, vector, k)
+    return [c.prompt_id for c in found]
+
+
+def clear_vectors(db: Database) -> None:
+    """Delete every stored vector (their prompts become stale again)."""
+    execute(db, "DELETE FROM prompt_embeddings")
+
+
+def execute(db: Database, statement: str) -> None:
+    """One statement in a write transaction."""
+    write_transaction(db, lambda s: s.execute(text(statement)))
+
+
+def top_k_raw(db: Database, vector: list[float], k: int) -> list[str]:
+    """``vector_top_k(index, q, k)`` alone, joined to the rows' prompt ids (no over-fetch,
+    no filter): what the index itself returns."""
+    import json
+
+    with db.read_session() as session:
+        rows = session.execute(
+            text(
+                f"SELECT e.prompt_id FROM vector_top_k('{VECTOR_INDEX}', vector32(:q), :k) "
+                "AS t JOIN prompt_embeddings AS e ON e.rowid = t.id"
+            ),
+            {"q": json.dumps(vector), "k": k},
+        )
+        return [str(pid) for (pid,) in rows]
+
+
+def exact_nearest(db: Database, vector: list[float], k: int) -> list[str]:
+    """The exact ``k`` nearest by cosine: a scan of every vector, no index."""
+    import json
+
+    with db.read_session() as session:
+        rows = session.execute(
+            text(
+                "SELECT prompt_id FROM prompt_embeddings "
+                "ORDER BY vector_distance_cos(embedding, vector32(:q)) LIMIT :k"
+            ),
+            {"q": json.dumps(vector), "k": k},
+        )
+        return [str(pid) for (pid,) in rows]
+
+
+def vector_index_ddl() -> str:
+    """The product's ``CREATE INDEX`` of the vector index (revision 0009)."""
+    import importlib.util
+
+    path = ROOT / "alembic" / "versions" / "0009_prompt_embeddings.py"
+    spec = importlib.util.spec_from_file_location("bench_revision_0009", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.VECTOR_INDEX_DDL)
+
+
+#: The vector index's name, and the local model's name and vector size.
+VECTOR_INDEX = "idx_prompt_embeddings_vector"
+EMBEDDING_BATCH_SIZE: int = Settings.model_fields["embedding_batch_size"].default
+
+
 __all__ = [
     "API_FACTORY",
     "CELERY_APP_MODULE",
