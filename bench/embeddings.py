@@ -163,11 +163,12 @@ def _settings(folder: Path, name: str) -> project.Settings:
 
 
 def remake_index(db: project.Database, index_options: str) -> str:
-    """Make the vector index anew with extra options (none: keep the migration's)."""
+    """Make the vector index anew with these options instead of the migration's (none:
+    keep the migration's)."""
     ddl = project.vector_index_ddl()
     if index_options:
         options = ", ".join(f"'{o.strip()}'" for o in index_options.split(",") if o.strip())
-        ddl = ddl.replace("'metric=cosine'", f"'metric=cosine', {options}")
+        ddl = ddl[: ddl.index("'metric=cosine'")] + f"'metric=cosine', {options}))"
         project.execute(db, f"DROP INDEX {project.VECTOR_INDEX}")
         project.execute(db, ddl)
     print(f"  index: {ddl}")
