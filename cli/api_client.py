@@ -7,15 +7,17 @@ even in an error.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 
 from cli.errors import CommandFailed
 from core.errors import ConfigurationError
 from core.local_secrets import client_api_key
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 TIMEOUT_S = 10.0
 
@@ -24,6 +26,8 @@ class ApiClient:
     """The API at ``base_url``, called with ``key``."""
 
     def __init__(self, base_url: str, key: str) -> None:
+        import httpx  # only the commands that call the API pay for it
+
         self.base_url = base_url.rstrip("/")
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -55,6 +59,8 @@ class ApiClient:
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The API's answer, whatever its status; :class:`CommandFailed` if it cannot be
         reached."""
+        import httpx
+
         try:
             return self._client.request(method, path, **kwargs)
         except httpx.TimeoutException:

@@ -19,15 +19,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.filesize import decimal as human_size
-from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from cli import inputs
 from cli.errors import CommandFailed, ExitCode
 from cli.options import command_settings
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from tasks.backup.manifest import BackupManifest
     from tasks.backup.storage import BackupStorage, UploadProgress
 
@@ -52,6 +52,9 @@ class StageProgress:
     """
 
     def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
         self._progress = Progress(
             TextColumn("{task.description:<8}"),
             BarColumn(),

@@ -16,18 +16,19 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cli import inputs
 from cli.api_client import ApiClient, answer, api_error, print_json
 from cli.errors import CommandFailed, ExitCode
 from cli.options import command_settings
 from domain.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 #: How a finished job ends the command.
 END_STATES: dict[str, ExitCode] = {
@@ -116,6 +117,15 @@ class _WaitDisplay:
     def __init__(self, enabled: bool) -> None:
         self._progress: Progress | None = None
         if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),

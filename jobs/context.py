@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
-from db.database import Database
-from db.repositories.jobs import JobRepository
-from db.transaction import write_transaction
 from domain.jobs import Job
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from db.database import Database
 
 
 def _no_effects(session: Session) -> None:
@@ -52,6 +52,9 @@ class JobContext:
     ) -> None:
         """Record progress (0..1) in the ledger, visible in ``GET /v1/jobs/{id}``, with
         the counts so far as the job's result until it ends (``partial_result``)."""
+        from db.repositories.jobs import JobRepository
+        from db.transaction import write_transaction
+
         write_transaction(
             self.db,
             lambda s: JobRepository(s).set_progress(

@@ -19,18 +19,19 @@ import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from core.settings import CRON_OFF, Settings
-from db.database import Database
-from domain.jobs import Job, JobError, ProgressDetail
-from jobs.context import JobContext, JobOutcome
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
+    from sqlalchemy.orm import Session
+
+    from db.database import Database
+    from domain.jobs import Job, JobError, ProgressDetail
+    from jobs.context import JobContext, JobOutcome
 
 T = TypeVar("T")
 
@@ -38,18 +39,18 @@ _NAME = re.compile(r"[a-z][a-z0-9-]*")
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 #: A kind's work: runs in a worker, returns what the job produced.
-JobLogic = Callable[[JobContext], JobOutcome]
+JobLogic: TypeAlias = Callable[["JobContext"], "JobOutcome"]
 #: Runs in the transaction that ends a job failed: the kind's domain rows follow the job.
-FailureHook = Callable[[Session, Job, JobError], None]
+FailureHook: TypeAlias = Callable[["Session", "Job", "JobError"], None]
 #: Runs in a transaction that changes a job (accepting it, cancelling it): the kind's
 #: domain rows are written with the job's own change, or not at all.
-RowsHook = Callable[[Session, Job], None]
+RowsHook: TypeAlias = Callable[["Session", "Job"], None]
 #: Checks what a request's body cannot say by itself (a row it names exists, a provider is
 #: configured), before the job is accepted; raises :class:`jobs.errors.InvalidArguments`.
 #: Gets the validated arguments model, the settings and the database.
-AdmissionHook = Callable[[Any, Settings, Database], None]
+AdmissionHook: TypeAlias = Callable[[Any, Settings, "Database"], None]
 #: A job's progress in its own units (cases done of total), when the kind has them.
-ProgressHook = Callable[[Job], ProgressDetail | None]
+ProgressHook: TypeAlias = Callable[["Job"], "ProgressDetail | None"]
 #: Runs once in each worker's main process when it starts (e.g. to clear scratch files).
 WorkerStartHook = Callable[[Settings], None]
 #: The queue of one job, for kinds whose work must run on a given machine (a replica's
