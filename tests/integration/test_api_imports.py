@@ -21,8 +21,18 @@ from tests.support.api import KEY, KEYS, llen
 
 pytestmark = pytest.mark.integration
 
-#: What a backup job loads when it runs (S3 storage, compression), and an API must not.
-HEAVY = ("boto3", "botocore", "s3transfer", "zstandard", "onnxruntime", "tokenizers")
+#: What a backup job loads when it runs (S3 storage, compression), and what the embedding
+#: and evaluation kinds load (a local model, a provider's client): an API needs none of it.
+HEAVY = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "zstandard",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "openai",
+)
 
 API_PROCESS = f"""
 import json, sys, warnings
