@@ -263,7 +263,16 @@ def test_a_rejection_of_every_case_ends_the_run_whatever_the_policy() -> None:
 
 def test_an_error_in_the_callers_thread_drops_the_pending_cases() -> None:
     # As a time limit or a failed progress write would: the run stops, nothing more is called.
-    provider = Scripted(lambda request: request.prompt)
+    raised = threading.Event()
+
+    def answer(request: CompletionRequest) -> str:
+        # Every case after the first waits for the caller's error, so that a busy machine
+        # cannot let the provider's thread run ahead of the caller and prove nothing.
+        if request.prompt != "c0":
+            raised.wait(timeout=10)
+        return request.prompt
+
+    provider = Scripted(answer)
     spec = make_spec(
         *(
             {"name": f"c{i}", "variables": {"q": f"c{i}"}, "expected": "x", "scorers": ["exact"]}
@@ -272,6 +281,7 @@ def test_an_error_in_the_callers_thread_drops_the_pending_cases() -> None:
     )
 
     def interrupted(done: int, total: int) -> None:
+        raised.set()
         raise TimeoutError("time is up")
 
     with pytest.raises(TimeoutError):
