@@ -285,6 +285,9 @@ def test_primary_down_retries_then_fails_clearly_and_the_replica_stays_readable(
     assert _read_replica(replica_path) == ["first", "after"]
 
 
+ROWS_TO_PULL = 1000
+
+
 @pytest.mark.parametrize("stage", ["bootstrap", "pull"])
 def test_a_sync_killed_mid_way_leaves_a_valid_replica_and_the_next_sync_succeeds(
     turso_primary: TursoPrimary, tmp_path: Path, stage: str
@@ -293,9 +296,10 @@ def test_a_sync_killed_mid_way_leaves_a_valid_replica_and_the_next_sync_succeeds
     config = ReplicaConfig.model_validate(_replica(replica_path, turso_primary.url))
     if stage == "pull":
         sync_replica(config, timeout_s=30)
-    # About 16 MB to transfer: the sync is still writing when the kill lands.
+    # About 4 MB to transfer: the sync is still writing when the kill lands (the watcher
+    # below kills it within a millisecond of its first write).
     filler = "x" * 4000
-    for _ in range(40):
+    for _ in range(ROWS_TO_PULL // 100):
         turso_primary.execute(
             *[f"INSERT INTO notes (body) VALUES ('{filler}')" for _ in range(100)]
         )
@@ -326,7 +330,7 @@ def test_a_sync_killed_mid_way_leaves_a_valid_replica_and_the_next_sync_succeeds
     report = sync_replica(config, timeout_s=30)
     assert not report.skipped
     assert report.changed or stage == "pull"
-    assert len(_read_replica(replica_path)) == 1 + 4000
+    assert len(_read_replica(replica_path)) == 1 + ROWS_TO_PULL
     assert _integrity(replica_path) == [("ok",)]
 
 
