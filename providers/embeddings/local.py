@@ -122,6 +122,10 @@ def _load(model_file: Path, tokenizer_file: Path) -> _Loaded:
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    # Idle pool threads sleep instead of spinning: spinning burned about a quarter more
+    # CPU for the same texts on a busy 2-core machine (docs/decisions.md), CPU that the
+    # other worker process and the job's database writes need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # The bytes verified above are the bytes run (no second read of the file).
     session = onnxruntime.InferenceSession(
         model_bytes, sess_options=options, providers=["CPUExecutionProvider"]

@@ -4,12 +4,13 @@ resuming a run."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Literal
 
 import pytest
 import redis
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
@@ -186,6 +187,70 @@ def test_a_run_stopped_mid_way_resumes_without_duplicates(database: Database) ->
     assert (report.total, report.done, report.embedded) == (7, 7, 7)
     with database.read_session() as session:
         assert PromptEmbeddingRepository(session).count() == 12
+
+
+def test_progress_is_reported_after_each_batch_is_committed(database: Database) -> None:
+    add_corpus(database)
+    seen: list[tuple[int, int, int]] = []
+
+    def on_progress(done: int, total: int) -> None:
+        with database.read_session() as session:
+            seen.append((done, total, PromptEmbeddingRepository(session).count()))
+
+    embed_prompts(database, EMBEDDER, all_stale=True, batch_size=5, on_progress=on_progress)
+    assert seen == [(5, 12, 5), (10, 12, 10), (12, 12, 12)]
+
+
+def _sorted_ids(ids: dict[str, list[str]]) -> list[str]:
+    return sorted(pid for group in ids.values() for pid in group)
+
+
+def test_a_write_error_mid_run_ends_it_with_that_error_after_whole_batches(
+    database: Database,
+) -> None:
+    ordered = _sorted_ids(add_corpus(database))
+    # The database refuses the vector of the second batch's third prompt (ids in order).
+    refused = ordered[7]
+    write_transaction(
+        database,
+        lambda s: s.execute(
+            text(
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON prompt_embeddings "
+                f"WHEN NEW.prompt_id = '{refused}' "
+                "BEGIN SELECT RAISE(ABORT, 'vector refused by the test'); END"
+            )
+        ),
+    )
+    threads = set(threading.enumerate())
+    with pytest.raises(Exception, match="vector refused by the test"):
+        embed_prompts(database, EMBEDDER, all_stale=True, batch_size=5)
+    assert set(threading.enumerate()) == threads
+    with database.read_session() as session:
+        stored = PromptEmbeddingRepository(session).vectors(ordered)
+    assert sorted(stored) == ordered[:5]
+
+
+def test_an_embedding_error_mid_run_ends_it_with_that_error_after_whole_batches(
+    database: Database,
+) -> None:
+    ordered = _sorted_ids(add_corpus(database))
+
+    class ModelFailed(Exception):
+        pass
+
+    class FailingOnSecondBatch(CountingEmbedder):
+        def embed(self, texts: object) -> list[list[float]]:
+            if self.texts:
+                raise ModelFailed("the model failed")
+            return super().embed(texts)
+
+    threads = set(threading.enumerate())
+    with pytest.raises(ModelFailed):
+        embed_prompts(database, FailingOnSecondBatch(), all_stale=True, batch_size=5)
+    assert set(threading.enumerate()) == threads
+    with database.read_session() as session:
+        stored = PromptEmbeddingRepository(session).vectors(ordered)
+    assert sorted(stored) == ordered[:5]
 
 
 def test_query_vectors_are_cached_in_redis(

@@ -140,3 +140,11 @@ def test_the_local_provider_is_the_default(tmp_path: Path) -> None:
     embedder = embedder_for(make_settings(tmp_path / "x.db"))
     assert isinstance(embedder, LocalEmbedder)
     assert embedder.model == MODEL
+
+
+def test_the_model_threads_sleep_when_idle_rather_than_spin() -> None:
+    from providers.embeddings.local import _CACHE
+
+    EMBEDDER.load()
+    options = _CACHE.get().session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
