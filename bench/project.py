@@ -257,11 +257,12 @@ def exact_nearest(db: Database, vector: list[float], k: int) -> list[str]:
 
 
 def vector_index_ddl() -> str:
-    """The product's ``CREATE INDEX`` of the vector index (revision 0009)."""
+    """The product's ``CREATE INDEX`` of the vector index (the newest revision that makes
+    it)."""
     import importlib.util
 
-    path = ROOT / "alembic" / "versions" / "0009_prompt_embeddings.py"
-    spec = importlib.util.spec_from_file_location("bench_revision_0009", path)
+    path = ROOT / "alembic" / "versions" / "0011_vector_index_1bit_neighbours.py"
+    spec = importlib.util.spec_from_file_location("bench_revision_0011", path)
     if spec is None or spec.loader is None:
         raise RuntimeError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)

@@ -19,7 +19,8 @@ from core.settings import EMBEDDING_INDEX_DIM
 from db.column_types import F32Blob, UTCDateTime, utcnow
 from db.models import Base
 
-#: The vector index over ``prompt_embeddings.embedding`` (made by revision 0009).
+#: The vector index over ``prompt_embeddings.embedding`` (made by revision 0009, remade
+#: with 1-bit neighbour copies by 0011).
 VECTOR_INDEX = "idx_prompt_embeddings_vector"
 
 

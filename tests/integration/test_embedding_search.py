@@ -23,6 +23,7 @@ from domain.prompts import Prompt
 from providers.embeddings.local import LocalEmbedder
 from tasks.backup.service import create_backup, restore_backup
 from tasks.embedding.job import embed_prompts
+from tasks.embedding.models import VECTOR_INDEX
 from tasks.embedding.repository import PromptEmbeddingRepository
 from tasks.embedding.search import QUERY_CACHE_PREFIX, SearchMode, search_prompts
 from tests.conftest import make_settings
@@ -311,6 +312,46 @@ def test_search_works_after_the_migration_cycle(migrated: Settings) -> None:
             assert len(PromptEmbeddingRepository(session).matching("zanzibar", 5)) == 1
     finally:
         db.dispose()
+
+
+def _index_sql(db: Database) -> str:
+    with db.engine.connect() as conn:
+        return str(
+            conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                (VECTOR_INDEX,),
+            ).scalar_one()
+        )
+
+
+def test_the_index_is_remade_over_stored_vectors_both_ways(migrated: Settings) -> None:
+    """Revision 0011 remakes the vector index with 1-bit neighbour copies over the
+    vectors already stored (and its downgrade remakes the float8 one): search finds the
+    same prompts, with the same scores, before and after, without embedding again."""
+    db = Database(migrated)
+    try:
+        ids = add_corpus(db)
+        embed_prompts(db, EMBEDDER, all_stale=True)
+        before = search_prompts(db, EMBEDDER, QUERIES["support"], k=3, mode="vector")
+        assert "float1bit" in _index_sql(db)
+    finally:
+        db.dispose()
+    for revision, compression in (("0010", "float8"), ("head", "float1bit")):
+        if revision == "head":
+            migrations.upgrade(migrated)
+        else:
+            migrations.downgrade(migrated, revision)
+        db = Database(migrated)
+        try:
+            assert f"compress_neighbors={compression}" in _index_sql(db)
+            assert _stale_ids(db) == []
+            hits = search_prompts(db, EMBEDDER, QUERIES["support"], k=3, mode="vector")
+            assert {h.prompt.id for h in hits} == set(ids["support"])
+            assert [(h.prompt.id, round(h.score, 6)) for h in hits] == [
+                (h.prompt.id, round(h.score, 6)) for h in before
+            ]
+        finally:
+            db.dispose()
 
 
 @pytest.mark.parametrize("method", ["snapshot", "export"])

@@ -29,11 +29,11 @@ pytestmark = [
     pytest.mark.integration,
 ]
 
-HEAD = "0010"
+HEAD = "0011"
 APP_TABLES = frozenset({"prompt_templates", "prompts", "evaluations", "test_results"})
 # Revision 0004 adds the job ledger, 0007 its statistics, 0009 the embeddings with their
 # vector index (libSQL's shadow tables) and the full-text index (FTS5's shadow tables),
-# 0010 the replica syncs.
+# 0010 the replica syncs, 0011 remakes the vector index.
 SEARCH_TABLES = {"prompt_embeddings", "idx_prompt_embeddings_vector_shadow"}
 SEARCH_TABLES |= {"libsql_vector_meta_shadow", "prompts_fts"}
 SEARCH_TABLES |= {f"prompts_fts_{part}" for part in ("data", "idx", "content", "docsize", "config")}
