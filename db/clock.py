@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, literal, select, type_coerce
+from sqlalchemy import ColumnElement, bindparam, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from db.column_types import UTCDateTime
@@ -26,6 +26,19 @@ def db_now(offset_s: float = 0.0) -> ColumnElement[datetime]:
     """The database's current UTC time plus ``offset_s`` seconds, as a SQL expression."""
     text = func.strftime(_FORMAT, "now", f"{offset_s:+.3f} seconds").concat(literal("000"))
     return type_coerce(text, UTCDateTime())
+
+
+def db_now_at(offset_param: str) -> ColumnElement[datetime]:
+    """:func:`db_now` with the offset bound at execution (``offset_param``: the name of a
+    bound parameter given :func:`offset` of the seconds): one statement, built once,
+    serves every offset."""
+    text = func.strftime(_FORMAT, "now", bindparam(offset_param)).concat(literal("000"))
+    return type_coerce(text, UTCDateTime())
+
+
+def offset(seconds: float) -> str:
+    """The value of a :func:`db_now_at` parameter: ``seconds`` from now."""
+    return f"{seconds:+.3f} seconds"
 
 
 def database_now(session: Session) -> datetime:

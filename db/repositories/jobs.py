@@ -38,8 +38,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.clock import db_now
-from db.column_types import utcnow
+from db.clock import db_now, db_now_at, offset
+from db.column_types import UTCDateTime, utcnow
 from db.models import JobModel
 from domain.jobs import Job, JobError, JobStatus
 
@@ -51,6 +51,52 @@ FINISHED = (str(JobStatus.SUCCEEDED), str(JobStatus.FAILED), str(JobStatus.CANCE
 JOBS = cast(Table, JobModel.__table__)
 #: Finished jobs deleted per write transaction by :meth:`JobRepository.prune_finished`.
 PRUNE_BATCH_ROWS = 200
+
+
+# The worker's and the enqueuer's statements are built once: building and keying a
+# statement costs more CPU than SQLite takes to run it.
+_INSERT = insert(JOBS).values(published_at=db_now()).returning(JOBS.c.published_at)
+_CLAIM = (
+    update(JOBS)
+    .where(
+        JOBS.c.id == bindparam("job_id"),
+        or_(
+            JOBS.c.status == str(JobStatus.QUEUED),
+            and_(
+                JOBS.c.status == str(JobStatus.RUNNING),
+                JOBS.c.lease_expires_at <= db_now(),
+            ),
+        ),
+    )
+    .values(
+        status=str(JobStatus.RUNNING),
+        attempts=JOBS.c.attempts + 1,
+        lease_expires_at=db_now_at("lease"),
+        lease_owner=bindparam("owner"),
+        started_at=func.coalesce(JOBS.c.started_at, bindparam("now_started", type_=UTCDateTime())),
+        available_at=None,
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(*JOBS.c)
+)
+_SUCCEED = (
+    update(JOBS)
+    .where(
+        JOBS.c.id == bindparam("job_id"),
+        JOBS.c.status == str(JobStatus.RUNNING),
+        JOBS.c.attempts == bindparam("attempt"),
+    )
+    .values(
+        status=str(JobStatus.SUCCEEDED),
+        result=bindparam("result", type_=JOBS.c.result.type),
+        progress=1.0,
+        error_kind=None,
+        error_message=None,
+        lease_expires_at=None,
+        finished_at=bindparam("now_f", type_=UTCDateTime()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +134,7 @@ class JobRepository:
             "created_at": now,
             "updated_at": now,
         }
-        published_at = (
-            self.session.connection()
-            .execute(
-                insert(JOBS).values(published_at=db_now(), **values).returning(JOBS.c.published_at)
-            )
-            .scalar_one()
-        )
+        published_at = self.session.connection().execute(_INSERT, values).scalar_one()
         return replace(job, published_at=published_at, created_at=now, updated_at=now)
 
     def get(self, job_id: str) -> Job | None:
@@ -153,27 +193,14 @@ class JobRepository:
         claimed = (
             self.session.connection()
             .execute(
-                update(JOBS)
-                .where(
-                    JOBS.c.id == job_id,
-                    or_(
-                        JOBS.c.status == str(JobStatus.QUEUED),
-                        and_(
-                            JOBS.c.status == str(JobStatus.RUNNING),
-                            JOBS.c.lease_expires_at <= db_now(),
-                        ),
-                    ),
-                )
-                .values(
-                    status=str(JobStatus.RUNNING),
-                    attempts=JOBS.c.attempts + 1,
-                    lease_expires_at=db_now(lease_s),
-                    lease_owner=owner,
-                    started_at=func.coalesce(JOBS.c.started_at, now),
-                    available_at=None,
-                    updated_at=now,
-                )
-                .returning(*JOBS.c)
+                _CLAIM,
+                {
+                    "job_id": job_id,
+                    "lease": offset(lease_s),
+                    "owner": owner,
+                    "now": now,
+                    "now_started": now,
+                },
             )
             .one_or_none()
         )
@@ -234,22 +261,8 @@ class JobRepository:
         (cancelled, or finished by another delivery): the caller must then roll back."""
         now = utcnow()
         changed = self.session.connection().execute(
-            update(JOBS)
-            .where(
-                JOBS.c.id == job_id,
-                JOBS.c.status == str(JobStatus.RUNNING),
-                JOBS.c.attempts == attempt,
-            )
-            .values(
-                status=str(JobStatus.SUCCEEDED),
-                result=result,
-                progress=1.0,
-                error_kind=None,
-                error_message=None,
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
-            )
+            _SUCCEED,
+            {"job_id": job_id, "attempt": attempt, "result": result, "now": now, "now_f": now},
         )
         return _changed(changed)
 
