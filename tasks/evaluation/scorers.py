@@ -2,10 +2,11 @@
 
 A case's score is the mean of its scorers' values; it passes only if every scorer passes.
 Scoring never calls out of the process except through ``embed`` (similarity); in
-particular a JSON Schema's ``$ref`` is never fetched from the network. Patterns run on RE2
-(:mod:`tasks.evaluation.patterns`), in time linear in the output: no pattern can stall a
-worker. A scorer that cannot run on a case (a pattern RE2 refuses, a ``$ref`` the schema
-does not hold) fails on that case, with the reason in its ``error``.
+particular a JSON Schema's ``$ref`` is never fetched from the network. Patterns, those in
+a JSON Schema included, run on RE2 (:mod:`tasks.evaluation.patterns`), in time linear in
+the output: no pattern can stall a worker. A scorer that cannot run on a case (a pattern
+RE2 refuses, a ``$ref`` the schema does not hold) fails on that case, with the reason in
+its ``error``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-import referencing
-import referencing.exceptions
-
 from core.errors import PermanentError
+from tasks.evaluation.json_schemas import UnusableSchema, schema_errors
 from tasks.evaluation.patterns import UnusablePattern
 from tasks.evaluation.spec import (
     ContainsScorer,
@@ -144,13 +142,12 @@ def _json_valid(scorer: JsonValidScorer, actual: str) -> Score:
         return _verdict(False, error=f"not JSON: {exc}")
     if scorer.json_schema is None:
         return _verdict(True)
-    validator_class = jsonschema.validators.validator_for(scorer.json_schema)
-    # An empty registry: a "$ref" outside the schema is an error, never a network fetch.
-    validator = validator_class(scorer.json_schema, registry=referencing.Registry())
     try:
-        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
-    except referencing.exceptions.Unresolvable as exc:
-        return _verdict(False, error=f"the schema refers to what it does not contain: {exc}")
+        errors = schema_errors(scorer.json_schema, document)
+    except UnusableSchema as exc:
+        # A "$ref" the schema does not hold, or a schema stored before the API checked
+        # its patterns with RE2.
+        return _verdict(False, error=f"the schema {exc.message}")
     if not errors:
         return _verdict(True)
     return _verdict(

@@ -2,10 +2,10 @@
 
 Everything that can be checked without the prompt or the provider is checked here, so
 that the API answers 422 before a job exists: scorer parameters (a regular expression
-compiles with RE2, a JSON Schema is a schema), case names unique in the run, scorers that
-compare with ``expected`` only where a case has one, variable names usable in a
-placeholder, numbers that JSON can hold (no NaN or Infinity). Errors name the field path
-and, inside a case, the case's name.
+compiles with RE2, a JSON Schema is a schema and RE2 can run its patterns), case names
+unique in the run, scorers that compare with ``expected`` only where a case has one,
+variable names usable in a placeholder, numbers that JSON can hold (no NaN or
+Infinity). Errors name the field path and, inside a case, the case's name.
 
 A job's stored arguments are read back with :func:`parse_spec`, without the checks added
 since it may have been accepted (RE2 patterns, finite numbers): it still runs, and a
@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-import jsonschema
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -37,6 +36,7 @@ from pydantic import (
 
 from core.errors import InvalidData
 from domain.schemas import json_numbers_only
+from tasks.evaluation.json_schemas import UnusableSchema, check_schema
 from tasks.evaluation.patterns import CompiledPattern, UnusablePattern, compile_pattern
 from tasks.evaluation.render import VariableValue, is_variable_name
 
@@ -191,12 +191,10 @@ class TestCase(_Spec):
             if scorer.needs_expected and info.data.get("expected") is None:
                 problems.append(f"{where} compares with 'expected', which the case does not give")
             if isinstance(scorer, JsonValidScorer) and scorer.json_schema is not None:
-                validator = jsonschema.validators.validator_for(scorer.json_schema)
                 try:
-                    validator.check_schema(scorer.json_schema)
-                except jsonschema.SchemaError as exc:
-                    path = "/".join(str(p) for p in exc.path) or "(root)"
-                    problems.append(f"{where}.schema is not a JSON Schema at {path}: {exc.message}")
+                    check_schema(scorer.json_schema, patterns=not _stored(info))
+                except UnusableSchema as exc:
+                    problems.append(f"{where}.schema {exc.message}")
         if problems:
             raise ValueError("; ".join(problems))
         return scorers

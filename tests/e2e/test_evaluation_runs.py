@@ -10,6 +10,7 @@ request; the workers find it through ``OPENAI_BASE_URL`` and authenticate with a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -540,6 +541,7 @@ def test_a_template_that_no_longer_fits_fails_the_job_naming_variable_and_case(
 # --- f. patterns from users -----------------------------------------------------------------
 
 _NESTED = {"type": "regex", "pattern": "(a+)+$"}
+_NESTED_IN_A_SCHEMA = {"type": "string", "pattern": "(a+)+$"}
 
 
 def test_a_pattern_that_backtracks_for_hours_in_python_scores_in_one_attempt(
@@ -552,6 +554,12 @@ def test_a_pattern_that_backtracks_for_hours_in_python_scores_in_one_attempt(
             {"name": "hostile", "variables": {"word": hostile}, "scorers": [_NESTED]},
             {"name": "matching", "variables": {"word": "a" * 36}, "scorers": [_NESTED]},
             {
+                # jsonschema alone would run the schema's pattern with Python's re.
+                "name": "hostile schema",
+                "variables": {"word": json.dumps(hostile)},
+                "scorers": [{"type": "json_valid", "schema": _NESTED_IN_A_SCHEMA}],
+            },
+            {
                 "name": "stored",
                 "variables": {"word": "Bob Smith"},
                 "scorers": [{"type": "regex", "pattern": "Bob"}, "json_valid"],
@@ -560,7 +568,7 @@ def test_a_pattern_that_backtracks_for_hours_in_python_scores_in_one_attempt(
         run = api.enqueue(evaluation_body(prompt_id, cases, provider="echo", model="echo-1"))
         # A run stored before patterns were checked with RE2 may hold one it cannot run.
         arguments = pipeline.job(run).arguments
-        arguments["test_cases"][2]["scorers"][0]["pattern"] = "Bob(?= )"
+        arguments["test_cases"][3]["scorers"][0]["pattern"] = "Bob(?= )"
         write_transaction(
             pipeline.runtime.db,
             lambda s: s.execute(
@@ -582,6 +590,11 @@ def test_a_pattern_that_backtracks_for_hours_in_python_scores_in_one_attempt(
         ]
         assert (results["matching"]["score"], results["matching"]["passed"]) == (1.0, True)
         assert results["matching"]["details"]["scorers"][0]["match"] == "a" * 36
+        in_schema = results["hostile schema"]
+        assert (in_schema["score"], in_schema["passed"]) == (0.0, False)
+        assert in_schema["details"]["scorers"][0]["schema_errors"] == [
+            f"(root): {hostile!r} does not match '(a+)+$'"
+        ]
         stored = results["stored"]
         assert (stored["score"], stored["passed"]) == (0.0, False)
         assert stored["details"]["scorers"][0] == {
@@ -590,6 +603,6 @@ def test_a_pattern_that_backtracks_for_hours_in_python_scores_in_one_attempt(
             "passed": False,
             "error": "RE2 cannot use this pattern: invalid perl operator: (?=",
         }
-        assert evaluation["metrics"]["total_cases"] == 3
+        assert evaluation["metrics"]["total_cases"] == 4
         assert evaluation["metrics"]["passed_cases"] == 1
-        assert result_rows(pipeline, run) == 3
+        assert result_rows(pipeline, run) == 4

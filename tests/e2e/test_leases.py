@@ -4,6 +4,8 @@ worker's jobs come back once each, ahead of the queue, within the stated bound.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,46 @@ def test_a_killed_workers_jobs_are_done_within_the_bound_ahead_of_a_backlog_once
         effects = dict(pipeline.effects())
         assert sorted(effects) == sorted(everything)  # each job's effect exactly once
         assert all(effects[job_id] == 2 for job_id in lost)
+
+
+def test_an_attempt_frozen_before_a_retry_cannot_end_the_retried_run(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # Attempt 1 freezes (its whole worker, lease keeper included) and its lease lapses;
+    # attempt 2 runs elsewhere and uses the last attempt; the job is retried and attempt 3
+    # runs. Then attempt 1 wakes up and fails, as the canary was told to: were attempt
+    # numbers to start over at a retry, it would own the run again.
+    with open_pipeline(tmp_path, redis_url, job_max_attempts={"canary": 2}) as pipeline:
+        frozen = pipeline.start_worker(("canary",), concurrency=1)
+        job_id = enqueue(pipeline.runtime, "canary", {"sleep_ms": 3000, "fail_times": 2}).job.id
+        pipeline.wait_for_job(job_id, JobStatus.RUNNING)
+        os.killpg(frozen.pid, signal.SIGSTOP)
+        try:
+            pipeline.start_worker(("canary", "maintenance"))
+            pipeline.start_beat()
+            failed = pipeline.wait_for_job(job_id, JobStatus.FAILED, timeout=30)
+            assert failed.attempts == 2
+
+            with pipeline.api_client() as client:
+                response = client.post(f"/v1/jobs/{job_id}/retry")
+            assert response.status_code == 202, response.text
+            wait_until(
+                lambda: pipeline.job(job_id).attempts == 3,
+                timeout=30,
+                what="attempt 3 started",
+                describe=lambda: pipeline.describe([job_id]),
+            )
+        finally:
+            os.killpg(frozen.pid, signal.SIGCONT)
+
+        stale = frozen.wait_for_log(
+            rf"Task autoforge.canary\[{job_id}\] succeeded in [\d.e-]+s: (\{{[^}}]*\}})",
+            describe=pipeline.describe,
+        )
+        assert stale.group(1) == "{'superseded': True}"
+        job = pipeline.wait_for_job(job_id, JobStatus.SUCCEEDED)
+
+        assert (job.attempts, job.result) == (3, {"slept_ms": 3000, "attempts": 3})
+        assert pipeline.effects() == [(job_id, 3)]
+        time.sleep(1)  # nothing the stale attempt left behind changes the job later
+        assert pipeline.job(job_id).status is JobStatus.SUCCEEDED

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from core.settings import Settings
 from devstack.redis_server import EmbeddedRedis
@@ -49,6 +51,11 @@ START_DEADLINE_S = 90.0
 JOB_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 60.0
 GONE_DEADLINE_S = 30.0
+#: A job accepted while the embedded Redis was down is done within this long of its restart.
+REDIS_RECOVERY_BOUND_S = 45.0
+#: The embedded Redis writes its append-only file to disk every second.
+AOF_FSYNC_S = 1.5
+KEPT_LIST = "test:kept-across-a-redis-kill"
 
 # Variables that would make the command under test use something else than its defaults.
 _SETTINGS_VARIABLES = (
@@ -422,6 +429,13 @@ def test_up_restarts_its_redis_and_runs_the_jobs_accepted_meanwhile(tmp_path: Pa
         api_key = (run.cwd / "data" / "api-key").read_text().strip()
         valkey = {process for process in started if process.name == "valkey-server"}
         assert len(valkey) == 1, started
+        # Something Redis holds: the append-only file must bring it back after the kill.
+        redis = Redis.from_url(f"redis://127.0.0.1:{run.ports.redis}/0", decode_responses=True)
+        try:
+            redis.rpush(KEPT_LIST, "kept")
+            time.sleep(AOF_FSYNC_S)
+        finally:
+            redis.close()
 
         # Freeze the supervisor while Redis is killed, so that the job below is surely
         # accepted while Redis is down (its children, in their own sessions, run on).
@@ -444,6 +458,7 @@ def test_up_restarts_its_redis_and_runs_the_jobs_accepted_meanwhile(tmp_path: Pa
             what="Redis restarted",
             describe=run.report,
         )
+        back_at = time.monotonic()
         assert re.search(
             r"Redis \(valkey-server .*\) exited unexpectedly: killed by SIGKILL", run.stderr()
         )
@@ -454,7 +469,20 @@ def test_up_restarts_its_redis_and_runs_the_jobs_accepted_meanwhile(tmp_path: Pa
             describe=run.report,
         )
         _wait_until_succeeded(run, api_key, job_id)
+        recovered_in = time.monotonic() - back_at
+        print(f"\nthe job accepted while Redis was down was done {recovered_in:.1f} s after it")
+        assert recovered_in <= REDIS_RECOVERY_BOUND_S, run.report()
         _enqueue_canary(run, api_key)
+        redis = Redis.from_url(f"redis://127.0.0.1:{run.ports.redis}/0", decode_responses=True)
+        try:
+            assert redis.lrange(KEPT_LIST, 0, -1) == ["kept"]
+        finally:
+            redis.close()
+        # Only Redis died: nothing else was restarted meanwhile (beat and the worker
+        # waited for it).
+        assert run.stderr().count("exited unexpectedly") == 1, run.report()
+        for name in ("api", "worker", "beat", "flower"):
+            assert len(re.findall(rf"started {name} \(pid", run.stdout())) == 1, run.report()
         restarted = {p for p in run.record_descendants() if p.name == "valkey-server"}
         assert len(restarted) == 1
         assert restarted != valkey

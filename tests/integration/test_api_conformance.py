@@ -195,3 +195,37 @@ def test_nan_in_prompt_metadata_is_422_naming_the_key(client: TestClient) -> Non
     assert [error["loc"][:3] for error in response.json()["detail"]] == [
         ["body", "meta_data", "score"]
     ]
+
+
+def test_a_missing_body_is_answered_as_the_schema_says(
+    client: TestClient, schema: dict[str, Any]
+) -> None:
+    """A body the schema requires is a documented 422 when missing; one it does not
+    require is never the reason for a 422 (the operation may still refuse made-up ids)."""
+    answers = {}
+    for path, method, operation in _operations(schema):
+        if "requestBody" not in operation:
+            continue
+        response = client.request(method.upper(), _concrete(path))
+        answers[f"{method.upper()} {path}"] = (
+            bool(operation["requestBody"].get("required")),
+            response.status_code,
+            [
+                (error["type"], error["loc"])
+                for error in (response.json()["detail"] if response.status_code == 422 else [])
+            ],
+        )
+    wrong = {
+        where: answer
+        for where, answer in answers.items()
+        if answer[0] != (answer[1] == 422 and answer[2] == [("missing", ["body"])])
+    }
+    assert wrong == {}, answers
+    assert len(answers) >= 4  # the loop was not vacuous
+
+
+def test_an_empty_cursor_is_refused_as_its_documented_min_length_says(client: TestClient) -> None:
+    response = client.get("/v1/jobs", params={"cursor": ""})
+
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", "cursor"]]

@@ -429,6 +429,23 @@ def test_a_pattern_re2_cannot_run_is_422_naming_the_field_and_the_reason(
     assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
 
 
+def test_a_json_schema_with_a_pattern_re2_cannot_run_is_422_naming_the_case_and_where(
+    client: TestClient, app_settings: Settings, prompt_id: str
+) -> None:
+    schema = {"type": "object", "properties": {"id": {"type": "string", "pattern": "(?<=#)x"}}}
+    case = _case("bob", scorers=[{"type": "json_valid", "schema": schema}])
+
+    response = client.post("/v1/jobs/evaluation", json=_body(prompt_id, _case("a"), case))
+    error = _the_error(response)
+
+    assert error["loc"][:4] == ["body", "test_cases", 1, "scorers"]
+    assert (
+        "case 'bob': scorers[0] (json_valid).schema has a pattern at properties/id/pattern "
+        "that RE2 cannot use: invalid perl operator: (?<="
+    ) in error["msg"]
+    assert _row_counts(app_settings) == {"jobs": 0, "evaluations": 0, "test_results": 0}
+
+
 def test_a_pattern_that_would_backtrack_for_hours_is_accepted(
     client: TestClient, prompt_id: str
 ) -> None:

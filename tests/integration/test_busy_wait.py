@@ -10,7 +10,9 @@ released, and a lock held past the budget ends in :class:`DatabaseBusy`.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from sqlalchemy import select
 
 from core.settings import Settings
 from db.database import Database
-from db.errors import DatabaseBusy
+from db.errors import DatabaseBusy, DatabaseUnavailable
 from db.models import PromptModel
 from db.repositories import PromptRepository
 from db.transaction import write_transaction
@@ -219,6 +221,62 @@ def test_a_read_waits_out_a_busy_database_without_freezing_the_process(
     finally:
         short.dispose()
         patient.dispose()
+
+
+# --- a remote database out of reach ----------------------------------------------------
+
+
+def _unreachable_remote(**overrides: Any) -> Database:
+    """A remote database whose server is not there (nothing listens on the port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return Database(Settings(_env_file=None, database_url=f"http://127.0.0.1:{port}", **overrides))
+
+
+def test_a_read_of_an_unreachable_remote_database_tries_again_for_its_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A remote server briefly out of reach must not fail a read at once: the read tries
+    again, in Python, for DB_BUSY_TIMEOUT_MS, then says DatabaseUnavailable."""
+    db = _unreachable_remote(db_busy_timeout_ms=1500)
+    try:
+        started = time.monotonic()
+        with (
+            caplog.at_level(logging.WARNING, logger="autoforge.db"),
+            pytest.raises(DatabaseUnavailable),
+            db.read_session() as session,
+        ):
+            session.scalar(select(PromptModel.id))
+        waited = time.monotonic() - started
+    finally:
+        db.dispose()
+
+    assert waited >= 1.5
+    [gave_up] = [r.getMessage() for r in caplog.records if "gave up on a read" in r.getMessage()]
+    tries = int(gave_up.split(" tries")[0].rsplit(" ", 1)[1])
+    assert tries >= 3, gave_up
+
+
+def test_a_write_to_an_unreachable_remote_database_tries_again_for_its_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = _unreachable_remote(db_write_max_seconds=1.5)
+    try:
+        started = time.monotonic()
+        with (
+            caplog.at_level(logging.WARNING, logger="autoforge.db.write"),
+            pytest.raises(DatabaseUnavailable),
+        ):
+            write_transaction(db, lambda s: PromptRepository(s).add(_prompt("never")))
+        waited = time.monotonic() - started
+    finally:
+        db.dispose()
+
+    assert waited >= 1.5
+    [gave_up] = [r.getMessage() for r in caplog.records if "gave up on a write" in r.getMessage()]
+    tries = int(gave_up.split(" tries")[0].rsplit(" ", 1)[1])
+    assert tries >= 3, gave_up
 
 
 # --- the API process -------------------------------------------------------------------

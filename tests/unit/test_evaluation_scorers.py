@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -153,6 +154,44 @@ def test_a_local_ref_resolves() -> None:
     spec = scorer({"type": "json_valid", "schema": schema})
     assert score(spec, "[1, 2]", None, case_name="c").passed
     assert not score(spec, "[1, 0]", None, case_name="c").passed
+
+
+def test_a_schemas_patterns_run_on_re2_however_python_would_backtrack() -> None:
+    # Python's re (jsonschema's own) would take hours on each of these, holding the GIL.
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "pattern": "(a+)+$"}},
+        "patternProperties": {"^(x+x+)+y$": {"type": "integer"}},
+    }
+    spec = scorer({"type": "json_valid", "schema": schema})
+    hostile = json.dumps({"name": "a" * 40 + "!", "x" * 40: "not checked", "xxy": 1})
+
+    verdict = score(spec, hostile, None, case_name="c")
+
+    assert not verdict.passed
+    assert verdict.detail["schema_errors"] == [f"name: {'a' * 40 + '!'!r} does not match '(a+)+$'"]
+    assert score(spec, json.dumps({"name": "aaa", "xxy": 1}), None, case_name="c").passed
+    assert not score(spec, json.dumps({"name": "aaa", "xxy": "1"}), None, case_name="c").passed
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "pattern": "x(?=y)"},
+        {"type": "object", "patternProperties": {"(?<!a)b": {}}},
+    ],
+)
+def test_a_stored_schema_with_a_pattern_re2_refuses_fails_the_scorer_with_the_reason(
+    schema: dict[str, Any],
+) -> None:
+    # A spec stored before schemas' patterns were checked with RE2 is read without that check.
+    stored = SCORER.validate_python(
+        {"type": "json_valid", "schema": schema}, context=STORED_ARGUMENTS
+    )
+    verdict = score(stored, '"xy"', None, case_name="c")
+    assert (verdict.value, verdict.passed) == (0.0, False)
+    assert verdict.detail["error"].startswith("the schema has a pattern at pattern")
+    assert "invalid perl operator: (?" in verdict.detail["error"]
 
 
 def test_similarity_without_an_embedding_provider_says_so() -> None:

@@ -191,6 +191,43 @@ def test_an_invalid_json_schema_names_the_case_and_where_in_the_schema() -> None
     assert "scorers[0] (json_valid).schema is not a JSON Schema at properties/age/type" in message
 
 
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        (
+            {"properties": {"id": {"pattern": "(?<=#)\\d+"}}},
+            "has a pattern at properties/id/pattern that RE2 cannot use: invalid perl operator",
+        ),
+        (
+            {"patternProperties": {"(a)\\1": {}}},
+            "has a pattern at patternProperties that RE2 cannot use: invalid escape sequence",
+        ),
+        (
+            {"$schema": "http://json-schema.org/draft-07/schema#", "items": {"pattern": "a(?!b)"}},
+            "has a pattern at items/pattern that RE2 cannot use: invalid perl operator",
+        ),
+        (
+            {"properties": {"n": {"$schema": "http://json-schema.org/draft-07/schema#"}}},
+            "names a dialect ($schema) at properties/n/$schema: only its root may",
+        ),
+    ],
+)
+def test_a_json_schema_whose_patterns_re2_cannot_run_is_refused_naming_where(
+    schema: dict[str, Any], problem: str
+) -> None:
+    message = request_problems(
+        request(case("person", scorers=[{"type": "json_valid", "schema": schema}]))
+    )
+    assert f"case 'person': scorers[0] (json_valid).schema {problem}" in message
+
+
+def test_a_stored_json_schema_is_read_without_the_pattern_check() -> None:
+    schema = {"type": "string", "pattern": "x(?=y)"}
+    body = request(case("person", scorers=[{"type": "json_valid", "schema": schema}]))
+    assert len(parse_spec(body).test_cases) == 1
+    assert "RE2 cannot use" in request_problems(body)
+
+
 def test_duplicate_case_names_are_named() -> None:
     message = problems_of(request(case("same"), case("other"), case("same")))
     assert message.endswith("test_cases: test case names must be unique in a run; repeated: 'same'")
