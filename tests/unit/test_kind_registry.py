@@ -65,6 +65,7 @@ def test_each_declaration_names_working_code(name: str) -> None:
     hooks: list[Ref[Any] | None] = [kind.logic, kind.on_failure, kind.admission]
     hooks += [kind.domain_rows, kind.on_cancel, kind.progress_detail, kind.metrics]
     hooks += [kind.on_worker_start, kind.route, kind.host_queues, kind.periodic]
+    hooks += [kind.readiness.check if kind.readiness is not None else None]
     for hook in hooks:
         if hook is not None:
             assert hook.load() is not None, hook.path
