@@ -215,13 +215,14 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Each dependency: ``"ok"`` or why it is not reachable."""
+    """Each dependency: ``"ok"`` or why it is not reachable. The job kinds' own checks
+    follow under their names, where they have something to check on this host (the
+    replica sync's ``replicas``: ``"ok"`` or why one of this host's replicas is stale)."""
+
+    model_config = ConfigDict(extra="allow")
 
     database: str
     redis: str
-    #: This host's replicas (``REPLICA_HOST``): ``"ok"`` or why one is stale; absent
-    #: without replicas.
-    replicas: str | None = None
 
 
 class TestResultOut(BaseModel):

@@ -210,7 +210,8 @@ def enqueue(
         str,
         typer.Argument(
             metavar="KIND",
-            help="A declared job kind: canary, evaluation, backup, embedding (others are refused).",
+            help="A job kind the API accepts (POST /v1/jobs/KIND); another is refused with "
+            "the list of kinds.",
             callback=inputs.text,
         ),
     ],

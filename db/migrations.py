@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 from alembic import command
 from core.settings import Settings
 from db.engine import create_db_engine
+from db.models import UNMODELLED_TABLES, Base
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,15 +27,18 @@ def alembic_config(settings: Settings) -> Config:
     return config
 
 
-#: Tables the models do not describe: the shadow tables of libSQL vector indexes and of
-#: FTS5 full-text indexes, and FTS5 tables themselves (made by migrations in raw SQL).
-UNMODELLED_TABLES = re.compile(r"libsql_vector_meta_shadow|\w+_shadow|prompts_fts(_\w+)?")
+#: Tables no model describes, whatever made them: libSQL's vector index tables.
+VECTOR_INDEX_TABLES = re.compile(r"libsql_vector_meta_shadow|\w+_shadow")
 
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, Any]) -> bool:
     """Alembic's filter for comparing the models with a database: skips
-    :data:`UNMODELLED_TABLES`."""
-    return not (type_ == "table" and name is not None and UNMODELLED_TABLES.fullmatch(name))
+    :data:`VECTOR_INDEX_TABLES` and the tables that models modules declared made in raw
+    SQL (:func:`db.models.unmodelled_tables`)."""
+    if type_ != "table" or name is None:
+        return True
+    patterns = (VECTOR_INDEX_TABLES.pattern, *Base.metadata.info.get(UNMODELLED_TABLES, ()))
+    return not any(re.fullmatch(pattern, name) for pattern in patterns)
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

@@ -52,6 +52,19 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: Where :func:`unmodelled_tables` keeps its patterns: the metadata's own ``info``.
+UNMODELLED_TABLES = "unmodelled_tables"
+
+
+def unmodelled_tables(pattern: str) -> None:
+    """Say that the tables whose whole name matches ``pattern`` are made by a migration
+    in raw SQL, with no model (a full-text index and its own tables): comparing the
+    models with a database skips them (:func:`db.migrations.include_name`). Called by
+    the models module that goes with that migration."""
+    patterns: set[str] = Base.metadata.info.setdefault(UNMODELLED_TABLES, set())
+    patterns.add(pattern)
+
+
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), nullable=False, default=utcnow, comment="作成日時"

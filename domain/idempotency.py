@@ -4,9 +4,10 @@
   a short hash of the API key that sent it (never the API key itself), so a replay only
   finds jobs of the same API key: another key's ``Idempotency-Key`` and body make a new
   job instead of returning someone else's.
-- ``schedule:<kind>:<mode>:<period>``: made by the scheduler for the nightly backup and
-  the weekly drill. Every client key is stored under ``client:``, so no client can
-  create, replay or block a scheduled job by sending its key.
+- ``schedule:<kind>:<schedule>:<period>``: made by the scheduler for the job of one
+  period of a kind's declared schedule (``<schedule>`` is the schedule's key, e.g. the
+  backup kind's ``backup`` and ``drill``). Every client key is stored under ``client:``,
+  so no client can create, replay or block a scheduled job by sending its key.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def client_key(scope: str, key: str) -> str:
     return f"{CLIENT_NAMESPACE}{scope}:{key}"
 
 
-def schedule_key(kind: str, mode: str, period: str) -> str:
-    """The ledger's key for a scheduled job of one period (e.g. ``2026-05-01``)."""
-    return f"{SCHEDULE_NAMESPACE}{kind}:{mode}:{period}"
+def schedule_key(kind: str, schedule: str, period: str) -> str:
+    """The ledger's key for the job of one period (e.g. ``2026-05-01``) of the schedule
+    whose key is ``schedule``."""
+    return f"{SCHEDULE_NAMESPACE}{kind}:{schedule}:{period}"
 
 
 def key_shown_to_clients(stored: str | None) -> str | None:

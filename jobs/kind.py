@@ -60,6 +60,18 @@ RouteHook = Callable[[Mapping[str, Any], Settings], str]
 HostQueuesHook = Callable[[Settings], tuple[str, ...]]
 #: Jobs beat enqueues every few seconds (not cron): built from the settings.
 PeriodicHook = Callable[[Settings], "list[Periodic]"]
+#: What ``/readyz`` says of the kind on this machine: ``"ok"``, why it cannot serve
+#: (``"error: ..."``), or ``None`` when there is nothing to check here. Gets the settings
+#: and the database; an exception means "not ready" (the route says which).
+ReadinessHook = Callable[[Settings, "Database"], "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessCheck:
+    """A check of the kind that ``/readyz`` runs and reports under ``name``."""
+
+    name: str
+    check: Ref[ReadinessHook]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +196,7 @@ class KindSpec:
     route: Ref[RouteHook] | None = None
     host_queues: Ref[HostQueuesHook] | None = None
     periodic: Ref[PeriodicHook] | None = None
+    readiness: ReadinessCheck | None = None
     #: The module of the kind's own tables (``tasks.<kind>.models``), on the application's
     #: declarative base; made by the kind's migration.
     models: str | None = None

@@ -25,9 +25,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import openai
 from pydantic import SecretStr
 
 from core.settings import Settings
@@ -37,11 +36,14 @@ from providers.errors import (
     ProviderTransientError,
 )
 
+if TYPE_CHECKING:
+    # Imported where a client is made or used, not here: the API checks an evaluation's
+    # provider through this module to accept a job, and must not load the SDK for that.
+    import openai
+
 BODY_EXCERPT_CHARS = 200
 # Statuses that say "the same request may work later" (and every 5xx).
 _TRANSIENT_STATUSES = frozenset({408, 429})
-# Sent with each request when there is no key: the SDK refuses to send none unless told.
-_NO_AUTHORIZATION: Mapping[str, Any] = {"Authorization": openai.omit}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class OpenAIEndpoint:
     @classmethod
     def of_client(cls, client: openai.OpenAI, default_timeout_s: float) -> OpenAIEndpoint:
         """The endpoint a ready-made client talks to (its timeout, if it has one)."""
+        import openai
+
         timeout = client.timeout
         if isinstance(timeout, openai.Timeout):
             timeout = timeout.read
@@ -84,8 +88,13 @@ class OpenAIEndpoint:
 
     @property
     def extra_headers(self) -> Mapping[str, Any] | None:
-        """Per-request headers: without a key, no ``Authorization`` at all."""
-        return None if self.secret else _NO_AUTHORIZATION
+        """Per-request headers: without a key, no ``Authorization`` at all (the SDK
+        refuses to send none unless told)."""
+        if self.secret:
+            return None
+        import openai
+
+        return {"Authorization": openai.omit}
 
     def __repr__(self) -> str:
         kind = f"azure {self.azure_api_version}" if self.azure_api_version else "openai"
@@ -98,6 +107,8 @@ def openai_client(endpoint: OpenAIEndpoint) -> openai.OpenAI:
     Everything the SDK would otherwise take from the environment (key, base URL, Azure
     endpoint and version) is passed explicitly; the caller closes the client.
     """
+    import openai
+
     if endpoint.azure_api_version is not None:
         return openai.AzureOpenAI(
             azure_endpoint=endpoint.base_url,
@@ -139,6 +150,8 @@ def call(send: Callable[[], RawResponse], endpoint: OpenAIEndpoint) -> Answer:
     ``send`` calls a ``with_raw_response`` method, so that the body is read as sent: an
     OpenAI-compatible server may leave out fields that the SDK's models would require.
     """
+    import openai
+
     started = time.perf_counter()
     failure: Exception
     try:
@@ -160,6 +173,8 @@ def call(send: Callable[[], RawResponse], endpoint: OpenAIEndpoint) -> Answer:
 
 
 def _mapped(exc: openai.APIError, endpoint: OpenAIEndpoint) -> Exception:
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return ProviderTransientError(f"openai: no answer within {endpoint.timeout_s:g} s")
     if isinstance(exc, openai.APIConnectionError):

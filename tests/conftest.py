@@ -7,8 +7,11 @@ takes far longer than copying a file); tests of the migrations themselves migrat
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,11 +73,15 @@ def settings(db_path: Path) -> Settings:
     return make_settings(db_path)
 
 
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A libSQL file migrated to head, once per session; tests get copies of it
-    (:func:`copy_migrated`), never the file itself."""
-    path = tmp_path_factory.mktemp("migrated-template") / "autoforge.db"
+@functools.cache
+def migrated_template_file() -> Path:
+    """A libSQL file migrated to head, made once per test process (in a folder removed
+    when the process exits); tests get copies of it (:func:`copy_migrated`), never the
+    file itself. For the fixtures, :func:`migrated_template`; for whole pipelines of
+    processes, :class:`tests.support.processes.Pipeline`."""
+    folder = Path(tempfile.mkdtemp(prefix="autoforge-migrated-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "autoforge.db"
     migrations.upgrade(make_settings(path))
     # The file is in WAL mode: fold every committed page into the main file, so that the
     # main file alone is the whole database. The migration's engine is disposed by now,
@@ -87,6 +94,12 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wal = path.with_name(f"{path.name}-wal")
     assert not wal.exists() or wal.stat().st_size == 0, f"{wal} still holds pages"
     return path
+
+
+@pytest.fixture(scope="session")
+def migrated_template() -> Path:
+    """The session's migrated libSQL file (:func:`migrated_template_file`)."""
+    return migrated_template_file()
 
 
 def copy_migrated(template: Path, target: Path) -> Path:

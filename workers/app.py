@@ -171,17 +171,21 @@ def _connect_process_hooks(app: Celery, runtime: Runtime) -> None:
         runtime.leases.stop()
         runtime.db.dispose()
 
+    # The kinds whose jobs share the housekeeping queue (the backups).
+    housekeeping_kinds = [kind.name for kind in runtime.kinds if kind.queue == MAINTENANCE_QUEUE]
+
     @signals.worker_ready.connect(weak=False)
     def _check_queues(sender: Any, **kwargs: Any) -> None:
         consumed = sender.app.amqp.queues.consume_from
         if MAINTENANCE_QUEUE not in consumed:
             log.warning(
                 "this worker does not consume the %r queue (%s): it holds the outbox "
-                "sweeper, which publishes jobs accepted while Redis was unreachable, and "
-                "the backups. Unless another worker consumes it, start one with "
-                "-Q %s, or without -Q (every queue)",
+                "sweeper, which publishes jobs accepted while Redis was unreachable%s. "
+                "Unless another worker consumes it, start one with -Q %s, or without -Q "
+                "(every queue)",
                 MAINTENANCE_QUEUE,
                 ", ".join(sorted(consumed)),
+                "".join(f", and the {name} jobs" for name in housekeeping_kinds),
                 MAINTENANCE_QUEUE,
             )
 

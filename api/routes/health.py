@@ -1,4 +1,6 @@
-"""``/healthz`` (the process is up) and ``/readyz`` (its database and Redis answer)."""
+"""``/healthz`` (the process is up) and ``/readyz`` (its database and Redis answer, and
+the checks the job kinds declare pass: the replica sync's, that this host's replicas are
+fresh)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from api.resources import ApiResources, Resources
 from api.schemas import Liveness, Readiness
 from core.logging import redact
 from db.errors import QueryError
+from jobs.kind import ReadinessCheck
 
 router = APIRouter(tags=["health"])
 
@@ -29,12 +32,17 @@ def healthz() -> Liveness:
 
 @router.get("/readyz", responses={503: {"model": Readiness}})
 def readyz(resources: Resources) -> JSONResponse:
-    """``200`` when the database and Redis both answer, else ``503`` saying which does not."""
-    report = Readiness(
-        database=_database(resources), redis=_redis(resources), replicas=_replicas(resources)
-    )
-    ready = report.database == OK and report.redis == OK and report.replicas in (OK, None)
-    return JSONResponse(report.model_dump(exclude_none=True), status_code=200 if ready else 503)
+    """``200`` when the database and Redis both answer (and the kinds' own checks pass),
+    else ``503`` saying which does not."""
+    checks = {"database": _database(resources), "redis": _redis(resources)}
+    for kind in resources.runtime.kinds:
+        if kind.readiness is not None:
+            outcome = _kind_check(resources, kind.readiness)
+            if outcome is not None:
+                checks[kind.readiness.name] = outcome
+    report = Readiness.model_validate(checks)
+    ready = all(outcome == OK for outcome in checks.values())
+    return JSONResponse(report.model_dump(), status_code=200 if ready else 503)
 
 
 def _database(resources: ApiResources) -> str:
@@ -51,30 +59,12 @@ def _database(resources: ApiResources) -> str:
     return OK
 
 
-def _replicas(resources: ApiResources) -> str | None:
-    """This host's replicas whose last successful sync is older than REPLICA_STALE_AFTER_S."""
-    settings = resources.settings
-    if not settings.local_replicas():
-        return None
-    from tasks.replica_sync.status import replica_statuses
-
+def _kind_check(resources: ApiResources, readiness: ReadinessCheck) -> str | None:
+    """A kind's readiness on this machine (see :class:`jobs.kind.ReadinessCheck`)."""
     try:
-        with resources.runtime.db.read_session() as session:
-            statuses = replica_statuses(session, settings)
-    except Exception as exc:  # the database check above says why
-        return _failure("replicas", resources, exc)
-    local = {replica.name for replica in settings.local_replicas()}
-    stale = [s for s in statuses if s.name in local and s.stale]
-    if not stale:
-        return OK
-    described = ", ".join(
-        f"{s.name} (never synced)" if s.lag_s is None else f"{s.name} ({s.lag_s:.0f} s behind)"
-        for s in stale
-    )
-    return (
-        f"error: stale replica(s) on {settings.replica_host}: {described}; "
-        f"threshold REPLICA_STALE_AFTER_S={settings.replica_stale_after_s:g}"
-    )
+        return readiness.check.load()(resources.settings, resources.runtime.db)
+    except Exception as exc:  # any failure means "not ready"; say which
+        return _failure(readiness.name, resources, exc)
 
 
 def _redis(resources: ApiResources) -> str:

@@ -17,11 +17,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.settings import EMBEDDING_INDEX_DIM
 from db.column_types import F32Blob, UTCDateTime, utcnow
-from db.models import Base
+from db.models import Base, unmodelled_tables
 
 #: The vector index over ``prompt_embeddings.embedding`` (made by revision 0009, remade
 #: with 1-bit neighbour copies by 0011).
 VECTOR_INDEX = "idx_prompt_embeddings_vector"
+
+# The full-text index over prompts and its FTS5 tables (revision 0009, in raw SQL).
+unmodelled_tables(r"prompts_fts(_\w+)?")
 
 
 class PromptEmbeddingModel(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from jobs.kind import KindSpec, Ref
+from jobs.kind import KindSpec, ReadinessCheck, Ref
 
 
 class ReplicaSyncArguments(BaseModel):
@@ -51,5 +51,7 @@ KIND = KindSpec(
     host_queues=Ref("tasks.replica_sync.routing:host_queues"),
     periodic=Ref("tasks.replica_sync.routing:periodic"),
     metrics=Ref("tasks.replica_sync.metrics:REPLICA_METRICS"),
+    # /readyz reports this host's stale replicas.
+    readiness=ReadinessCheck("replicas", Ref("tasks.replica_sync.status:readiness")),
     models="tasks.replica_sync.models",
 )

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
+from db.database import Database
 from tasks.replica_sync.repository import ReplicaSyncRepository
 
 
@@ -76,6 +77,28 @@ def replica_statuses(
             )
         )
     return statuses
+
+
+def readiness(settings: Settings, db: Database) -> str | None:
+    """What ``/readyz`` says of this host's replicas (``REPLICA_HOST``): ``"ok"``, or
+    which are stale (last success older than ``REPLICA_STALE_AFTER_S``); ``None``
+    without replicas here. The kind's readiness check."""
+    if not settings.local_replicas():
+        return None
+    with db.read_session() as session:
+        statuses = replica_statuses(session, settings)
+    local = {replica.name for replica in settings.local_replicas()}
+    stale = [s for s in statuses if s.name in local and s.stale]
+    if not stale:
+        return "ok"
+    described = ", ".join(
+        f"{s.name} (never synced)" if s.lag_s is None else f"{s.name} ({s.lag_s:.0f} s behind)"
+        for s in stale
+    )
+    return (
+        f"error: stale replica(s) on {settings.replica_host}: {described}; "
+        f"threshold REPLICA_STALE_AFTER_S={settings.replica_stale_after_s:g}"
+    )
 
 
 def _iso(moment: datetime) -> str:

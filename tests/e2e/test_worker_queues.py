@@ -50,4 +50,6 @@ def test_a_worker_without_the_maintenance_queue_says_so(pipeline: Pipeline) -> N
 
     assert NO_MAINTENANCE in without.log_text()
     assert "-Q maintenance" in without.log_text()
+    # The kinds declared on that queue are named: their jobs wait too.
+    assert "and the backup jobs" in without.log_text()
     assert NO_MAINTENANCE not in with_it.log_text()

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 # Kinds without a declaration (tasks/<kind>/kind.py) are unknown to the API.
 UNDECLARED_KINDS = ("teleport",)
-ALL_KINDS = ["backup", "canary", "embedding", "evaluation", "replica-sync"]
+# The kinds that accept jobs, as the application declares them (in name order).
+ALL_KINDS = [kind.name for kind in kind_registry().enabled()]
 
 
 def _stored(settings: Settings, job_id: str) -> Job:

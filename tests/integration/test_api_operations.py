@@ -19,6 +19,7 @@ from core.settings import Settings
 from db.repositories.jobs import JobRepository
 from db.transaction import write_transaction
 from domain.jobs import JobError, JobStatus
+from tasks.registry import kind_registry
 from tests.support.api import (
     AUTH,
     TestClient,
@@ -266,9 +267,6 @@ class TestDocs:
 
         assert client.get("/docs").status_code == 200
         for path in (
-            "/v1/jobs/canary",
-            "/v1/jobs/evaluation",
-            "/v1/jobs/backup",
             "/v1/jobs",
             "/v1/jobs/{job_id}",
             "/v1/jobs/{job_id}/cancel",
@@ -284,3 +282,25 @@ class TestDocs:
         canary = schema["paths"]["/v1/jobs/canary"]["post"]
         assert canary["security"] == [{"HTTPBearer": []}]
         assert "202" in canary["responses"]
+
+    def test_each_kind_that_accepts_jobs_has_its_documented_enqueue_routes(
+        self, client: TestClient
+    ) -> None:
+        schema = client.get("/openapi.json").json()
+        kinds = kind_registry().enabled()
+
+        assert kinds
+        for kind in kinds:
+            enqueue = schema["paths"][f"/v1/jobs/{kind.name}"]["post"]
+            assert enqueue["summary"] == kind.summary
+            assert enqueue["description"] == kind.description
+            body = enqueue["requestBody"]["content"]["application/json"]["schema"]
+            assert body["$ref"] == f"#/components/schemas/{kind.arguments.__name__}"
+            assert f"/v1/jobs/{kind.name}:batch" in schema["paths"]
+        # Nothing else is enqueued under /v1/jobs/: the other paths are the ledger's.
+        enqueued = {
+            path.removesuffix(":batch")
+            for path in schema["paths"]
+            if path.startswith("/v1/jobs/") and "{" not in path
+        }
+        assert enqueued == {f"/v1/jobs/{kind.name}" for kind in kinds}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from core.settings import ReplicaConfig, Settings
 from db.repositories.prompts import PromptRepository
@@ -156,6 +156,22 @@ def test_readyz_names_a_stale_replica_of_this_host_only(
     message = response.json()["replicas"]
     assert message.startswith("error: stale replica(s) on this-host: edge-1 (")
     assert "REPLICA_STALE_AFTER_S=60" in message
+
+
+def test_readyz_says_why_the_replicas_cannot_be_checked(
+    replica_client: TestClient, settings_with_replicas: Settings
+) -> None:
+    # The replica sync's own table is gone: the database answers, the kind's check fails.
+    with ledger(settings_with_replicas) as db:
+        write_transaction(db, lambda s: s.execute(text("DROP TABLE replica_syncs")))
+
+    response = replica_client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["database"], body["redis"]) == ("ok", "ok")
+    assert body["replicas"].startswith("error: ")
+    assert "replica_syncs" in body["replicas"]
 
 
 def test_stale_tolerant_reads_come_from_the_read_replica_and_writes_go_to_the_primary(

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from core.settings import Settings
-from db import migrations
 from db.database import Database
 from db.explain import explain, render_plan
 from db.models import EvaluationModel, PromptModel
@@ -19,7 +18,7 @@ from db.repositories import EvaluationRepository, PromptRepository
 from db.transaction import write_transaction
 from domain.evaluations import Evaluation
 from domain.prompts import Prompt
-from tests.conftest import make_settings
+from tests.conftest import copy_migrated, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -105,10 +104,9 @@ def test_json_none_is_sql_null(database: Database) -> None:
 
 
 def test_slow_queries_are_logged_without_parameters(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+    db_path: Path, migrated_template: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = make_settings(db_path, db_slow_query_ms=0)
-    migrations.upgrade(settings)
+    settings = make_settings(copy_migrated(migrated_template, db_path), db_slow_query_ms=0)
     db = Database(settings)
     caplog.set_level(logging.WARNING, logger="autoforge.db.slow")
     with db.read_session() as session:
@@ -119,9 +117,10 @@ def test_slow_queries_are_logged_without_parameters(
     assert all("secret-user-value" not in message for message in slow)
 
 
-def test_fast_queries_are_not_logged(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    settings = make_settings(db_path, db_slow_query_ms=60_000)
-    migrations.upgrade(settings)
+def test_fast_queries_are_not_logged(
+    db_path: Path, migrated_template: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(copy_migrated(migrated_template, db_path), db_slow_query_ms=60_000)
     db = Database(settings)
     caplog.set_level(logging.WARNING, logger="autoforge.db.slow")
     with db.read_session() as session:

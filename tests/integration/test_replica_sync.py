@@ -36,6 +36,7 @@ from tasks.replica_sync.status import replica_statuses
 from tasks.replica_sync.sync import replica_lock, sync_replica
 from tests.conftest import make_settings
 from tests.support.api import llen
+from tests.support.polling import poll, wait_until
 from tests.support.turso_server import TursoPrimary
 from workers.app import create_celery
 
@@ -203,10 +204,7 @@ def test_two_real_syncs_at_once_one_runs_and_the_other_is_skipped(
 
     running = threading.Thread(target=first)
     running.start()
-    deadline = time.monotonic() + 5
-    while _lock_is_free(config):
-        assert time.monotonic() < deadline, "the first sync never took the lock"
-        time.sleep(0.01)
+    wait_until(lambda: not _lock_is_free(config), timeout=5, what="the first sync takes the lock")
 
     job = enqueue(runtime, "replica-sync", {"replica": "edge-1"}).job
     assert _run(app, job.id)["succeeded"]
@@ -308,13 +306,10 @@ def test_a_sync_killed_mid_way_leaves_a_valid_replica_and_the_next_sync_succeeds
 
     def kill_once_writing(pid: int) -> None:
         def watch() -> None:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if _size_of_files(replica_path) != before:  # the sync has begun writing
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
-                time.sleep(0.001)
+            # Every millisecond, not backing off: the kill must land while it writes.
+            if poll(lambda: _size_of_files(replica_path) != before, timeout=20, interval=0.001):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
 
         threading.Thread(target=watch, daemon=True).start()
 

@@ -36,14 +36,13 @@ import redis
 from sqlalchemy import select
 
 from core.settings import Settings
-from db import migrations
 from db.repositories.jobs import JobRepository
 from domain.jobs import Job, JobStatus
 from jobs.queues import broker_lists
 from jobs.runtime import Runtime
 from tasks.canary.models import CanaryEffectModel
 from tasks.registry import kind_registry
-from tests.conftest import make_settings
+from tests.conftest import copy_migrated, make_settings, migrated_template_file
 from tests.support.api import TestClient, client_for
 from tests.support.logs import LogFile, LogSearch
 from tests.support.polling import poll
@@ -286,7 +285,7 @@ class Pipeline:
         self.redis_url = redis_url
         self.overrides = {**FAST_TIMINGS, **overrides}
         self.settings: Settings = make_settings(self.db_path, redis_url=redis_url, **self.overrides)
-        migrations.upgrade(self.settings)
+        copy_migrated(migrated_template_file(), self.db_path)
         self.app = create_celery(self.settings)
         self.runtime: Runtime = self.app.autoforge_runtime
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
