@@ -118,6 +118,14 @@ INVALID_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("get", "/v1/jobs", {"params": {"cursor": "%%%"}}),
     ("post", "/v1/prompts", {"json": {}}),
     ("get", "/v1/prompts/{prompt_id}/score-history", {"params": {"bucket": "year"}}),
+    ("post", "/v1/prompts/{prompt_id}/versions", {"json": {}}),
+    ("get", "/v1/prompts/search", {"params": {"q": ""}}),
+    ("post", "/v1/jobs/embedding", {"json": {"prompt_ids": ["p"], "all_stale": True}}),
+    ("post", "/v1/jobs/embedding:batch", {"json": {"items": [{}]}}),
+    ("post", "/v1/jobs/canary:batch", {"json": {"items": []}}),
+    # Refused by the kind's own admission (no such replica), not by the body's schema.
+    ("post", "/v1/jobs/replica-sync", {"json": {"replica": "no-such-replica"}}),
+    ("post", "/v1/jobs/replica-sync:batch", {"json": {"items": [{"replica": "nope"}]}}),
 ]
 
 

@@ -134,6 +134,7 @@ def test_every_alert_names_exported_metrics(exported: set[str]) -> None:
         'autoforge_backup_last_success_timestamp_seconds{mode="backup"}',
         'autoforge_backup_last_success_timestamp_seconds{mode="drill"}',
         "autoforge_http_requests_total",
+        "autoforge_replica_lag_seconds",
     ],
 )
 def test_the_dashboard_and_the_alerts_cover(subject: str) -> None:
@@ -157,6 +158,28 @@ def test_the_dashboard_is_importable() -> None:
             assert all(target["refId"] for target in panel["targets"])
     variables = {item["name"] for item in dashboard["templating"]["list"]}
     assert variables == {"datasource", "kind"}
+
+
+def test_panels_do_not_overlap_and_each_sits_under_its_row() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+    rows = sorted(
+        (panel["gridPos"]["y"], panel["title"]) for panel in panels if panel["type"] == "row"
+    )
+    under: dict[str, list[str]] = {}
+    for panel in panels:
+        if panel["type"] != "row":
+            row = max((r for r in rows if r[0] < panel["gridPos"]["y"]), default=(0, ""))[1]
+            under.setdefault(row, []).append(panel["title"])
+    assert "" not in under, under.get("")
+    assert set(under["Replicas"]) == {"Replica lag", "Replica syncs by outcome"}
+    assert not [t for t in under["API"] if "Replica" in t]
 
 
 def test_the_promql_reader_finds_names_and_skips_the_rest() -> None:

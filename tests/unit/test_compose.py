@@ -4,18 +4,23 @@ Docker cannot run where these tests run, so the compose file is kept honest here
 variable given to our containers is a setting, required secrets use ``${VAR:?}``, every
 long-running service has a health check, every command and health check runs an entry
 point that exists, every queue has a worker, images are pinned, and the settings the
-containers would build from the file validate.
+containers would build from the file validate. Every setting is passed through or left at
+its default for a stated reason; replica syncs reach a worker on the shared volume; the
+local embedding model is in the locked wheels the image installs; the build context keeps
+what the image installs.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import fnmatch
 import importlib
 import importlib.util
 import re
 import shlex
 import sys
+import tomllib
 import typing
 from pathlib import Path
 from typing import Any
@@ -144,17 +149,34 @@ def test_every_variable_our_containers_get_is_a_setting(service: str) -> None:
     assert not unknown, f"{service} sets {sorted(unknown)}, which no setting reads"
 
 
+def _container_settings(
+    service: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The settings ``service`` would build, with ``env`` as the --env-file."""
+    for name in _setting_names():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in _ours()[service]["environment"].items():
+        monkeypatch.setenv(name, _interpolate(value, env))
+    return Settings(_env_file=None)
+
+
+def _example_setting(name: str) -> str:
+    """The value compose.env.example suggests (commented out) for ``name``, unquoted as
+    compose reads it."""
+    for line in COMPOSE_ENV_EXAMPLE.read_text().splitlines():
+        if line.startswith(f"# {name}="):
+            value = line.split("=", 1)[1].strip()
+            return value[1:-1] if value[:1] == value[-1:] == "'" else value
+    raise LookupError(f"compose.env.example suggests no {name}")
+
+
 @pytest.mark.parametrize("service", sorted(_ours()))
 def test_the_settings_our_containers_build_validate(
     service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Interpolate the file as compose would (empty optional values included), then build
     the settings from that environment: production, sqld, Redis, backups to MinIO."""
-    env = _example_values()
-    for name, value in _ours()[service]["environment"].items():
-        monkeypatch.setenv(name, _interpolate(value, env))
-
-    settings = Settings(_env_file=None)
+    settings = _container_settings(service, _example_values(), monkeypatch)
 
     assert settings.app_env == "production"
     assert settings.database.url == "http://sqld:8080"
@@ -166,6 +188,101 @@ def test_the_settings_our_containers_build_validate(
     # Empty pass-through values fall back to the defaults.
     assert settings.backup_keep_daily == Settings.model_fields["backup_keep_daily"].default
     assert settings.backup_s3_prefix == Settings.model_fields["backup_s3_prefix"].default
+
+
+# Settings compose leaves at their defaults, on purpose. A new setting must be passed
+# through (`${VAR:-}` keeps its default) or named here with its reason.
+LEFT_AT_DEFAULT = {
+    # Only for `dev.py up` / `autoforge up` on one machine, or another environment.
+    "DATABASE_URL", "TURSO_STAGING_DATABASE_URL", "TURSO_STAGING_AUTH_TOKEN",
+    "EMBEDDED_REDIS_PORT", "BIND_HOST", "API_PORT", "FLOWER_PORT", "ALLOW_ECHO_PROVIDER",
+    # The CLI's own key: given per command (--key), never baked into every container.
+    "AUTOFORGE_API_KEY",
+    # Fixed by the code (the vector index's dimension).
+    "EMBEDDING_DIM",
+    # Tuning whose defaults are the measured ones (README, "Configuration").
+    "DB_BUSY_TIMEOUT_MS", "DB_SYNCHRONOUS", "DB_SLOW_QUERY_MS", "DB_ECHO", "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW", "DB_POOL_RECYCLE_S", "DB_CONNECT_TIMEOUT_S", "DB_WRITE_MAX_ATTEMPTS",
+    "DB_WRITE_MAX_SECONDS", "DB_WRITE_BACKOFF_INITIAL_S", "DB_WRITE_BACKOFF_MAX_S",
+    "API_MAX_BODY_BYTES", "CELERY_VISIBILITY_TIMEOUT_S", "CELERY_UNACKED_RESTORE_INTERVAL_S",
+    "JOB_LEASE_S", "OUTBOX_REPUBLISH_AFTER_S", "SWEEPER_INTERVAL_S", "JOB_RETRY_BACKOFF_S",
+    "JOB_RETRY_BACKOFF_MAX_S", "PROVIDER_RATE_WINDOW_S", "BACKUP_MULTIPART_THRESHOLD_BYTES",
+    "BACKUP_STEP_PAGES", "BACKUP_STEP_PAUSE_MS",
+}  # fmt: skip
+
+
+def test_every_setting_is_passed_or_left_at_its_default_on_purpose() -> None:
+    passed = set(_compose()["x-app-env"]) | {
+        name for service in _ours().values() for name in service["environment"]
+    }
+    settings = set(_setting_names())
+    assert not passed & LEFT_AT_DEFAULT, "passed, yet listed as left at default"
+    assert settings >= LEFT_AT_DEFAULT, sorted(LEFT_AT_DEFAULT - settings)
+    forgotten = settings - passed - LEFT_AT_DEFAULT
+    assert not forgotten, f"{sorted(forgotten)}: pass them through or say why not"
+
+
+def test_replica_syncs_reach_a_worker_and_a_shared_volume(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each container's host name is its own id: the API and beat must route a sync to a
+    queue that the workers consume, and the replica's file must be on a volume."""
+    env = {**_example_values(), "REPLICAS": _example_setting("REPLICAS")}
+    api, beat, worker = (
+        _container_settings(s, env, monkeypatch) for s in ("api", "beat", "worker")
+    )
+    kinds = kind_registry()
+    sync = kinds["replica-sync"]
+
+    assert worker.replicas, "compose.env.example's REPLICAS declares a replica"
+    consumed = set(kinds.consumed_queues(worker))
+    for replica in worker.replicas:
+        assert kinds.queue_of(api, sync, {"replica": replica.name}) in consumed
+        assert kinds.queue_of(api, sync, {"all": True}) in consumed
+        assert replica.path.is_relative_to(worker.data_dir), "not on the app-data volume"
+    for entry in sync.periodic.load()(beat) if sync.periodic else []:
+        assert kinds.queue_of(beat, sync, entry.arguments) in consumed
+    # Named in the file, not each container's default (its own id): the same everywhere.
+    hosts = {
+        name: _interpolate(service["environment"].get("REPLICA_HOST", ""), env)
+        for name, service in _ours().items()
+    }
+    assert all(hosts.values()), f"REPLICA_HOST left to each container's id: {hosts}"
+    assert len(set(hosts.values())) == 1, hosts
+    assert api.replica_host == beat.replica_host == worker.replica_host
+    for name in ("api", "worker"):
+        assert f"app-data:{worker.data_dir}" in _services()[name]["volumes"]
+    # The API can serve stale-tolerant reads from it (same host, same volume).
+    read = _container_settings("api", {**env, "READ_REPLICA": _example_setting("READ_REPLICA")},
+                               monkeypatch)  # fmt: skip
+    assert read.read_replica is not None
+
+
+def test_embedding_jobs_have_what_they_need_in_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local model's files come from wheels the image installs from the lock; nothing
+    downloads or writes outside the data volume."""
+    from providers.embeddings import local
+
+    worker = _container_settings("worker", _example_values(), monkeypatch)
+    assert worker.embedding_provider == "local"
+    assert kind_registry()["embedding"].queue in set(kind_registry().consumed_queues(worker))
+
+    lock = (ROOT / "requirements.lock").read_text()
+    for distribution, _ in (local._MODEL_FILE, local._TOKENIZER_FILE):
+        pinned = re.search(rf"^{re.escape(distribution)}==\S+ \\\n\s+--hash=sha256:", lock, re.M)
+        assert pinned, f"requirements.lock does not pin {distribution} with its hash"
+    for module in ("onnxruntime", "tokenizers", "numpy"):
+        assert re.search(rf"^{module}==", lock, re.M), module
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in dockerfile
+
+    openai = _container_settings(
+        "worker",
+        {**_example_values(), "EMBEDDING_PROVIDER": "openai",
+         "EMBEDDING_MODEL": _example_setting("EMBEDDING_MODEL")},
+        monkeypatch,
+    )  # fmt: skip
+    assert openai.embedding_model != local.MODEL
 
 
 def test_a_missing_required_secret_stops_compose() -> None:
@@ -215,6 +332,7 @@ def test_the_example_env_file_names_every_variable_the_file_reads() -> None:
         "BACKUP_S3_PREFIX", "BACKUP_COMPRESSION", "BACKUP_KEEP_WEEKLY", "BACKUP_KEEP_MONTHLY",
         "LEDGER_RETENTION_DAYS", "PROVIDER_TIMEOUT_S", "PROVIDER_MAX_RETRIES", "PROVIDER_RPM",
         "EVALUATION_MAX_CONCURRENCY", "JOB_TIME_LIMITS_S", "JOB_MAX_ATTEMPTS",
+        "EMBEDDING_QUERY_CACHE_TTL_S",
     }  # fmt: skip
 
 
@@ -400,3 +518,21 @@ def test_secrets_and_local_state_stay_out_of_the_image() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".env", ".env.*", "data/", ".venv/", ".git/", "*.db"} <= ignored
     assert ".env.compose" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_build_context_keeps_what_the_image_installs_and_runs() -> None:
+    patterns = [
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    document = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [
+        name.rstrip("*") for name in document["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
+    needed = ["pyproject.toml", document["project"]["readme"], "requirements.lock",
+              "alembic", "alembic.ini", *packages]  # fmt: skip
+    for path in needed:
+        assert (ROOT / path).exists(), path
+        ignored_by = [p for p in patterns if fnmatch.fnmatch(path, p.removeprefix("**/"))]
+        assert not ignored_by, f".dockerignore drops {path} ({ignored_by})"
